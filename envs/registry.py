@@ -51,7 +51,7 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, *, prefer: str =
 
             return OpenSpielCompatibilityV0(env=pyspiel.load_game(game, kwargs) if kwargs else pyspiel.load_game(game))
         except (pyspiel.SpielError, RuntimeError) as exc:
-            raise EnvError(f"env '{env_id}': OpenSpiel cannot load game '{game}' with {kwargs}: {exc}") from None
+            raise EnvError(f"env '{env_id}': OpenSpiel cannot load game '{game}' with {kwargs}: {str(exc).splitlines()[0]}") from None
     if is_executable_path(env_id):
         raise EnvError(f"env '{env_id}' is a build path: use the Unity adapter (envs.unity) for executables")
     module_name, _, attr = env_id.partition(":")
