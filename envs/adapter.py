@@ -1,0 +1,356 @@
+"""A PettingZoo env (ParallelEnv or AEC) seen as fixed-size numpy arrays per behavior.
+
+:class:`ArrayEnv` is what the vector env runs in each worker. It writes its outputs into arrays
+it is handed (views into shared memory in worker processes, plain arrays in-process), so a step
+moves no Python objects between processes. The layout is :func:`envs.spec.array_layout`.
+
+Semantics of one :meth:`ArrayEnv.step` (the same for simultaneous, turn-based and Unity envs):
+
+* Only agents with ``active`` set act; their actions are read from ``act_d`` / ``act_c``.
+* ``reward[i]`` is what slot ``i`` received during this step, whether or not it acted (a
+  turn-based game that ends on the other player's move credits the loser here).
+* ``terminated[i]`` / ``truncated[i]``: slot ``i``'s episode ended in this step (truncation =
+  time limit, to be bootstrapped from ``final_obs``; termination = no bootstrap).
+* When every agent is done the env records the episode, resets at once, and ``obs`` / ``active``
+  / ``state`` already describe the first step of the next episode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv, ParallelEnv
+
+from envs.registry import EnvError, behavior_of, make_env, team_of
+from envs.spec import ActionSpec, BehaviorSpec, EnvSpec
+
+
+@dataclass
+class EpisodeStats:
+    """One finished episode: per behavior, each participating slot's summed reward, and its length.
+
+    Attributes:
+        returns: behavior -> float32 ``[n_agents]`` episode returns (NaN for slots not in the episode).
+        length: env steps in the episode.
+        info: extras from the env (e.g. the winner of a two-team game), free-form.
+    """
+
+    returns: dict[str, np.ndarray]
+    length: int
+    info: dict[str, Any]
+
+
+def _obs_parts(space: spaces.Space) -> tuple[tuple[int, ...], bool]:
+    """(observation shape, whether the observation carries an ``action_mask``)."""
+    if isinstance(space, spaces.Dict):
+        if "observation" not in space.spaces:
+            raise EnvError(f"dict observations need an 'observation' key, got {list(space.spaces)}")
+        return tuple(space["observation"].shape), "action_mask" in space.spaces
+    if isinstance(space, spaces.Box):
+        return tuple(space.shape), False
+    if isinstance(space, spaces.Discrete):
+        return (int(space.n),), False  # one-hot encoded
+    raise EnvError(f"unsupported observation space {space}; expected Box, Discrete or Dict(observation=...)")
+
+
+def _action_spec(space: spaces.Space) -> ActionSpec:
+    if isinstance(space, spaces.Discrete):
+        return ActionSpec(discrete_branches=(int(space.n),))
+    if isinstance(space, spaces.MultiDiscrete):
+        return ActionSpec(discrete_branches=tuple(int(n) for n in np.asarray(space.nvec).ravel()))
+    if isinstance(space, spaces.Box):
+        n = int(np.prod(space.shape))
+        return ActionSpec(continuous_size=n, low=tuple(map(float, np.broadcast_to(space.low, space.shape).ravel())),
+                          high=tuple(map(float, np.broadcast_to(space.high, space.shape).ravel())))
+    if isinstance(space, spaces.Tuple) and len(space.spaces) == 2:
+        d, c = (_action_spec(s) for s in space.spaces)
+        if d.is_discrete and c.continuous_size and not d.continuous_size:
+            return ActionSpec(d.discrete_branches, c.continuous_size, c.low, c.high)
+    raise EnvError(f"unsupported action space {space}; expected Discrete, MultiDiscrete, Box or Tuple(discrete, Box)")
+
+
+def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, str] | None = None) -> EnvSpec:
+    """Group ``env.possible_agents`` into behaviors and read their spaces.
+
+    Args:
+        env_id: recorded in the spec.
+        env: a PettingZoo env that has been reset once.
+        behavior_map: optional ``agent name -> behavior`` overrides (YAML ``env_settings.behavior_map``).
+
+    Raises:
+        EnvError: agents of one behavior disagree on their spaces.
+    """
+    behavior_map = behavior_map or {}
+    groups: dict[str, list[str]] = {}
+    for agent in env.possible_agents:
+        groups.setdefault(behavior_map.get(agent, behavior_of(agent)), []).append(agent)
+    behaviors = []
+    for name, agents in groups.items():
+        obs_shape, _ = _obs_parts(env.observation_space(agents[0]))
+        action = _action_spec(env.action_space(agents[0]))
+        for a in agents[1:]:
+            if _obs_parts(env.observation_space(a))[0] != obs_shape or _action_spec(env.action_space(a)) != action:
+                raise EnvError(f"env '{env_id}': agents '{agents[0]}' and '{a}' of behavior '{name}' have different "
+                               "spaces; give them different behaviors in env_settings.behavior_map")
+        behaviors.append(BehaviorSpec(name, tuple(agents), obs_shape, action, tuple(team_of(a) for a in agents)))
+    state_shape: tuple[int, ...] | None = None
+    try:
+        state_shape = tuple(np.asarray(env.state()).shape)
+    except (NotImplementedError, AttributeError):
+        pass
+    if not state_shape:
+        state_shape = (sum(b.n_agents * b.obs_size for b in behaviors),)
+    return EnvSpec(env_id, tuple(behaviors), state_shape, turn_based=isinstance(env, AECEnv))
+
+
+class ArrayEnv:
+    """One PettingZoo env writing per-behavior arrays (see the module docstring).
+
+    Args:
+        env_id, env_kwargs: passed to :func:`envs.registry.make_env` (or give ``env``).
+        out: dict of arrays laid out as :func:`envs.spec.array_layout`; allocated when ``None``.
+        behavior_map: agent -> behavior overrides.
+        env: an already-built env (for Unity adapters and tests).
+
+    Raises:
+        EnvError: bad env id, spaces or actions.
+    """
+
+    def __init__(self, env_id: str, env_kwargs: dict | None = None, out: dict[str, np.ndarray] | None = None,
+                 behavior_map: dict[str, str] | None = None, env: AECEnv | ParallelEnv | None = None,
+                 seed: int | None = None):
+        self.env = env if env is not None else make_env(env_id, env_kwargs)
+        self.turn_based = isinstance(self.env, AECEnv)
+        self._reset_env(seed)
+        self.spec = build_spec(env_id, self.env, behavior_map)
+        self._has_state = True
+        try:
+            self.env.state()
+        except (NotImplementedError, AttributeError):
+            self._has_state = False
+        from envs.spec import array_layout
+
+        layout = array_layout(self.spec)
+        self.out = out if out is not None else {k: np.zeros(s, d) for k, (s, d) in layout.items()}
+        # slot lookup: agent -> (behavior, slot index)
+        self._slot = {a: (b.name, i) for b in self.spec.behaviors for i, a in enumerate(b.agents)}
+        self._dict_obs = {b.name: _obs_parts(self.env.observation_space(b.agents[0]))[1] for b in self.spec.behaviors}
+        self._onehot_obs = {b.name: isinstance(self.env.observation_space(b.agents[0]), spaces.Discrete)
+                            for b in self.spec.behaviors}
+        self._episode_returns = {b.name: np.full(b.n_agents, np.nan, np.float32) for b in self.spec.behaviors}
+        self._episode_len = 0
+        self._scale = {}
+        for b in self.spec.behaviors:
+            if b.action.continuous_size:
+                low, high = np.asarray(b.action.low, np.float32), np.asarray(b.action.high, np.float32)
+                self._scale[b.name] = (low, high)
+        self._write_start()
+
+    # ----------------------------------------------------------------------------------- helpers
+    def _reset_env(self, seed: int | None) -> None:
+        if self.turn_based:
+            self.env.reset(seed=seed)
+        else:
+            self._last_obs, self._last_infos = self.env.reset(seed=seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode (the current one is dropped, not recorded)."""
+        self._reset_env(seed)
+        self._write_start()
+
+    def _write_obs(self, agent: str, obs: Any, info: dict | None) -> None:
+        name, i = self._slot[agent]
+        o = self.out
+        if self._dict_obs[name]:
+            o[f"{name}/obs"][i] = obs["observation"]
+            if "action_mask" in obs and f"{name}/mask" in o:
+                o[f"{name}/mask"][i] = obs["action_mask"]
+        elif self._onehot_obs[name]:
+            o[f"{name}/obs"][i] = 0.0
+            o[f"{name}/obs"][i, int(obs)] = 1.0
+        else:
+            o[f"{name}/obs"][i] = obs
+        if info and "action_mask" in info and f"{name}/mask" in o:
+            o[f"{name}/mask"][i] = info["action_mask"]
+
+    def _write_state(self, key: str) -> None:
+        if self._has_state:
+            self.out[key][...] = self.env.state()
+        else:
+            self.out[key][...] = np.concatenate([self.out[f"{b.name}/obs"].reshape(-1) for b in self.spec.behaviors])
+
+    def _write_start(self) -> None:
+        o = self.out
+        for b in self.spec.behaviors:
+            for f in ("active", "alive", "terminated", "truncated"):
+                o[f"{b.name}/{f}"][:] = False
+            o[f"{b.name}/reward"][:] = 0.0
+            o[f"{b.name}/obs"][:] = 0.0
+            if f"{b.name}/mask" in o:
+                o[f"{b.name}/mask"][:] = 1.0
+            self._episode_returns[b.name][:] = np.nan
+        self._episode_len = 0
+        if self.turn_based:
+            self._aec_skip_dead()
+            self._aec_write_obs()
+        else:
+            for agent, obs in self._last_obs.items():
+                self._write_obs(agent, obs, self._last_infos.get(agent))
+                name, i = self._slot[agent]
+                o[f"{name}/active"][i] = o[f"{name}/alive"][i] = True
+                self._episode_returns[name][i] = 0.0
+        self._write_state("state")
+
+    def _action_for(self, name: str, i: int) -> Any:
+        o = self.out
+        spec = self.spec.behavior(name).action
+        d = o[f"{name}/act_d"][i] if spec.is_discrete else None
+        c = None
+        if spec.continuous_size:
+            low, high = self._scale[name]
+            a = np.clip(o[f"{name}/act_c"][i], -1.0, 1.0)
+            c = low + (a + 1.0) * 0.5 * (high - low)
+        if d is not None and c is not None:
+            return (d.copy(), c.astype(np.float32))
+        if d is not None:
+            return int(d[0]) if len(spec.discrete_branches) == 1 else d.copy()
+        return c.astype(np.float32)
+
+    # ----------------------------------------------------------------------------------- step
+    def step(self) -> EpisodeStats | None:
+        """Apply the actions in ``act_d`` / ``act_c`` for every active slot and advance one step.
+
+        Returns:
+            The finished episode's stats when this step ended it (the env has then been reset),
+            else ``None``.
+        """
+        o = self.out
+        for b in self.spec.behaviors:
+            o[f"{b.name}/reward"][:] = 0.0
+            o[f"{b.name}/terminated"][:] = False
+            o[f"{b.name}/truncated"][:] = False
+        self._episode_len += 1
+        if self.turn_based:
+            done = self._aec_step()
+        else:
+            done = self._parallel_step()
+        for b in self.spec.behaviors:
+            r = self._episode_returns[b.name]
+            alive_or_ended = o[f"{b.name}/alive"] | o[f"{b.name}/terminated"] | o[f"{b.name}/truncated"]
+            r[alive_or_ended] += o[f"{b.name}/reward"][alive_or_ended]
+        if not done:
+            return None
+        stats = EpisodeStats({k: v.copy() for k, v in self._episode_returns.items()}, self._episode_len,
+                             getattr(self, "_episode_info", {}))
+        self._episode_info = {}
+        self._reset_env(None)
+        self._write_start()
+        return stats
+
+    def _parallel_step(self) -> bool:
+        o, env = self.out, self.env
+        actions = {}
+        for agent in env.agents:
+            name, i = self._slot[agent]
+            if o[f"{name}/active"][i]:
+                actions[agent] = self._action_for(name, i)
+        obs, rewards, terms, truncs, infos = env.step(actions)
+        for agent, r in rewards.items():
+            name, i = self._slot[agent]
+            o[f"{name}/reward"][i] = r
+        for b in self.spec.behaviors:
+            o[f"{b.name}/active"][:] = False
+        for agent, ob in obs.items():
+            self._write_obs(agent, ob, infos.get(agent))
+            name, i = self._slot[agent]
+            o[f"{name}/active"][i] = True
+            if not o[f"{name}/alive"][i]:  # joined mid-episode
+                o[f"{name}/alive"][i] = True
+                self._episode_returns[name][i] = 0.0
+        ended = False
+        for agent in set(terms) | set(truncs):
+            t, tr = bool(terms.get(agent, False)), bool(truncs.get(agent, False))
+            if not (t or tr):
+                continue
+            name, i = self._slot[agent]
+            o[f"{name}/terminated"][i] = t
+            o[f"{name}/truncated"][i] = tr and not t
+            o[f"{name}/active"][i] = False
+            o[f"{name}/alive"][i] = False
+            ended = True
+            if tr and not t:
+                o[f"{name}/final_obs"][i] = o[f"{name}/obs"][i]
+        if ended:
+            self._write_state("final_state")
+        self._episode_info = {k: v for k, v in infos.items() if not isinstance(v, dict)} if infos else {}
+        if not env.agents:
+            return True
+        self._write_state("state")
+        return False
+
+    # AEC (turn-based) -----------------------------------------------------------------------
+    def _aec_skip_dead(self) -> None:
+        """Step ``None`` for agents that are done, as the AEC API requires, crediting their rewards."""
+        env, o = self.env, self.out
+        while env.agents:
+            a = env.agent_selection
+            if not (env.terminations.get(a) or env.truncations.get(a)):
+                break
+            self._aec_mark_done(a)
+            env.step(None)
+            self._aec_collect_rewards()
+
+    def _aec_mark_done(self, agent: str) -> None:
+        o = self.out
+        name, i = self._slot[agent]
+        if not o[f"{name}/alive"][i]:
+            return
+        t = bool(self.env.terminations.get(agent))
+        o[f"{name}/terminated"][i] = t
+        o[f"{name}/truncated"][i] = not t
+        o[f"{name}/alive"][i] = False
+        if not t:
+            o[f"{name}/final_obs"][i] = o[f"{name}/obs"][i]
+
+    def _aec_collect_rewards(self) -> None:
+        o = self.out
+        for agent, r in self.env.rewards.items():
+            if r:
+                name, i = self._slot[agent]
+                o[f"{name}/reward"][i] += r
+
+    def _aec_write_obs(self) -> None:
+        env, o = self.env, self.out
+        for b in self.spec.behaviors:
+            o[f"{b.name}/active"][:] = False
+        for agent in env.agents:
+            name, i = self._slot[agent]
+            if not o[f"{name}/alive"][i]:
+                o[f"{name}/alive"][i] = True
+                self._episode_returns[name][i] = 0.0
+            self._write_obs(agent, env.observe(agent), env.infos.get(agent))
+        if env.agents:
+            name, i = self._slot[env.agent_selection]
+            o[f"{name}/active"][i] = True
+
+    def _aec_step(self) -> bool:
+        env, o = self.env, self.out
+        agent = env.agent_selection
+        name, i = self._slot[agent]
+        env.step(self._action_for(name, i))
+        self._aec_collect_rewards()
+        for a in list(self._slot):
+            if a in env.terminations and (env.terminations[a] or env.truncations[a]):
+                self._aec_mark_done(a)
+        self._aec_skip_dead()
+        if not env.agents:
+            self._write_state("final_state")
+            return True
+        self._aec_write_obs()
+        self._write_state("state")
+        return False
+
+    def close(self) -> None:
+        self.env.close()

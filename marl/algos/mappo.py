@@ -1,0 +1,325 @@
+"""MAPPO and IPPO: rollout collection, GAE, and the clipped PPO update, top to bottom.
+
+References:
+    Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games"
+    (NeurIPS Datasets & Benchmarks); official code marlbenchmark/on-policy
+    (``onpolicy/algorithms/r_mappo/r_mappo.py``). IPPO (de Witt et al. 2020) is the same
+    algorithm with a decentralised critic on each agent's own observation.
+
+Choices, each as in the official MAPPO code unless noted:
+
+* one actor per behavior shared by its agents, agent id as a one-hot input (parameter sharing);
+* MAPPO's critic sees the global state (``env.state()``, else all observations concatenated)
+  plus the agent id; IPPO's critic sees the agent's observation plus its id;
+* GAE(gamma, lambda) per agent over its own decisions (:func:`marl.buffers.gae`); truncated
+  episodes bootstrap from ``V(final state)``, terminated ones do not;
+* value normalisation (:class:`marl.normalization.ValueNorm`), updated once per rollout with
+  all its returns (the official code updates it per minibatch on the same data);
+* advantages normalised over the rollout's valid experiences;
+* PPO clipped surrogate, clipped value loss ``max(L(v), L(v_clipped))`` with Huber loss
+  (delta 10), entropy bonus ``beta``, separate Adam optimisers (eps 1e-5) for actor and critic,
+  gradient-norm clipping (10);
+* agents that are not acting (dead, or waiting for their turn) are masked out of every loss
+  (the official code's ``active_masks``, "death masking");
+* learning rate, ``beta`` and ``epsilon`` decay linearly to ML-Agents' floors (1e-10, 1e-5, 0.1)
+  over ``max_steps`` when their schedule is ``linear`` (ML-Agents' ``DecayedValue``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from envs.spec import BehaviorSpec, EnvSpec
+from marl.buffers import RolloutBuffer, gae
+from marl.config import BehaviorSettings, PPOHyperparameters, RunConfig
+from marl.networks import Actor, Critic
+from marl.normalization import ValueNorm
+
+
+def decayed(schedule: str, initial: float, floor: float, step: int, max_steps: int) -> float:
+    """ML-Agents' ``DecayedValue``: linear from ``initial`` to ``floor`` over ``max_steps`` env steps."""
+    if schedule == "constant":
+        return initial
+    frac = min(step / max(max_steps, 1), 1.0)
+    return initial - (initial - floor) * frac
+
+
+@dataclass
+class UpdateStats:
+    """Scalars of one behavior's update, named as ML-Agents' TensorBoard tags."""
+
+    scalars: dict[str, float] = field(default_factory=dict)
+
+
+class PPOLearner:
+    """One behavior's actor, critic, optimisers and rollout buffer.
+
+    Args:
+        spec: the behavior.
+        state_size: global state size (MAPPO critic input).
+        settings: the behavior's YAML settings.
+        centralised: True = MAPPO critic on the global state, False = IPPO critic on observations.
+        n_envs: env copies ``E`` (buffer width).
+        device: torch device.
+    """
+
+    def __init__(self, spec: BehaviorSpec, state_size: int, settings: BehaviorSettings, centralised: bool,
+                 n_envs: int, device: torch.device):
+        self.spec, self.settings, self.centralised, self.device = spec, settings, centralised, device
+        self.hp: PPOHyperparameters = settings.hp
+        self.gamma = settings.reward_signals.extrinsic.gamma
+        self.strength = settings.reward_signals.extrinsic.strength
+        A, net = spec.n_agents, settings.network_settings
+        self.actor = Actor(spec.obs_size, A, spec.action, net).to(device)
+        self.critic = Critic(state_size if centralised else spec.obs_size, A, net).to(device)
+        self.value_norm = ValueNorm().to(device) if self.hp.use_value_norm else None
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.hp.learning_rate, eps=self.hp.adam_eps)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.hp.critic_learning_rate or self.hp.learning_rate,
+                                           eps=self.hp.adam_eps)
+        self.E = n_envs
+        self.ids = torch.eye(A, device=device).repeat(n_envs, 1)  # [E*A, A] one-hot agent ids
+        # Capacity: enough rows for buffer_size experiences even if one agent per env acts per step.
+        self.capacity = math.ceil(self.hp.buffer_size / n_envs) + 1
+        fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "value": ((), np.dtype(np.float32)),
+                  "logp": ((), np.dtype(np.float32))}
+        if spec.action.is_discrete:
+            fields["mask"] = ((spec.action.mask_size,), np.dtype(np.float32))
+            fields["act_d"] = ((len(spec.action.discrete_branches),), np.dtype(np.int64))
+        if spec.action.continuous_size:
+            fields["act_c"] = ((spec.action.continuous_size,), np.dtype(np.float32))
+        self.buffer = RolloutBuffer(self.capacity, n_envs, A, fields)
+        self.state_rows = np.zeros((self.capacity, n_envs, state_size), np.float32) if centralised else None
+        self.learning = np.ones((n_envs, A), np.bool_)  # slots whose experience is trained on (self-play sets this)
+
+    # ------------------------------------------------------------------------------ acting
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``[E*A, in]``: the state repeated per agent (MAPPO) or each agent's observation (IPPO)."""
+        if self.centralised:
+            return state.repeat_interleave(self.spec.n_agents, 0)
+        return obs
+
+    def values(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Denormalised ``V`` float32 ``[E*A]`` for observations ``[E*A, obs]`` and states ``[E, S]``."""
+        v = self.critic(self.critic_input(obs, state), self.ids)
+        return self.value_norm.denormalize(v) if self.value_norm is not None else v
+
+    # ------------------------------------------------------------------------------ update
+    def update(self, step: int, bootstrap: torch.Tensor) -> dict[str, float]:
+        """One PPO update on the filled buffer; ``bootstrap`` float32 ``[E, A]`` = V(current state).
+
+        Returns ML-Agents-named scalars (``Losses/Policy Loss`` ...).
+        """
+        hp, s = self.hp, self.settings
+        buf = self.buffer.tensors(self.device)
+        valid = buf["valid"] & torch.from_numpy(self.learning).to(self.device)
+        values = buf["value"]  # normalised critic outputs
+        values_dn = self.value_norm.denormalize(values) if self.value_norm is not None else values
+        adv, returns = gae(buf["reward"], values_dn, buf["done"], buf["valid"], bootstrap, self.gamma, hp.lambd)
+        idx = valid.nonzero(as_tuple=True)  # (t, e, a) of every experience to train on
+        n = idx[0].numel()
+        if n == 0:
+            return {}
+        obs = buf["obs"][idx].reshape(n, -1)
+        ids = F.one_hot(idx[2], self.spec.n_agents).float()
+        mask = buf["mask"][idx] if "mask" in buf else None
+        act_d = buf["act_d"][idx] if "act_d" in buf else None
+        act_c = buf["act_c"][idx] if "act_c" in buf else None
+        if self.centralised:
+            critic_x = torch.from_numpy(self.state_rows[: self.buffer.t]).to(self.device)[idx[0], idx[1]]
+        else:
+            critic_x = obs
+        old_logp, old_v, ret = buf["logp"][idx], values[idx], returns[idx]
+        a = adv[idx]
+        a = (a - a.mean()) / (a.std() + 1e-5) if n > 1 else a
+        if self.actor.obs_norm is not None:
+            self.actor.obs_norm.update(obs)
+        if self.value_norm is not None:
+            self.value_norm.update(ret)
+            target = self.value_norm.normalize(ret)
+        else:
+            target = ret
+
+        lr = decayed(hp.learning_rate_schedule, hp.learning_rate, 1e-10, step, s.max_steps)
+        clr = decayed(hp.learning_rate_schedule, hp.critic_learning_rate or hp.learning_rate, 1e-10, step, s.max_steps)
+        beta = decayed(hp.beta_schedule or hp.learning_rate_schedule, hp.beta, 1e-5, step, s.max_steps)
+        eps = decayed(hp.epsilon_schedule or hp.learning_rate_schedule, hp.epsilon, 0.1, step, s.max_steps)
+        for g in self.actor_opt.param_groups:
+            g["lr"] = lr
+        for g in self.critic_opt.param_groups:
+            g["lr"] = clr
+
+        batch = min(hp.batch_size, n)
+        totals = {"pl": 0.0, "vl": 0.0, "ent": 0.0}
+        n_mb = 0
+        for _ in range(hp.num_epoch):
+            perm = torch.randperm(n, device=self.device)
+            for start in range(0, n - batch + 1, batch):
+                mb = perm[start:start + batch]
+                # policy: clipped surrogate + entropy bonus
+                logp, ent = self.actor.evaluate(obs[mb], ids[mb], None if mask is None else mask[mb],
+                                                None if act_d is None else act_d[mb], None if act_c is None else act_c[mb])
+                ratio = torch.exp(logp - old_logp[mb])
+                surr = torch.min(ratio * a[mb], torch.clamp(ratio, 1 - eps, 1 + eps) * a[mb])
+                policy_loss = -surr.mean()
+                entropy = ent.mean()
+                self.actor_opt.zero_grad(set_to_none=True)
+                (policy_loss - beta * entropy).backward()
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), hp.max_grad_norm)
+                self.actor_opt.step()
+                # critic: clipped value loss, Huber
+                v = self.critic(critic_x[mb], ids[mb])
+                v_clip = old_v[mb] + torch.clamp(v - old_v[mb], -eps, eps)
+                if hp.use_huber_loss:
+                    l_v = F.huber_loss(v, target[mb], delta=hp.huber_delta, reduction="none")
+                    l_c = F.huber_loss(v_clip, target[mb], delta=hp.huber_delta, reduction="none")
+                else:
+                    l_v, l_c = 0.5 * (v - target[mb]) ** 2, 0.5 * (v_clip - target[mb]) ** 2
+                value_loss = (torch.max(l_v, l_c) if hp.use_clipped_value_loss else l_v).mean()
+                self.critic_opt.zero_grad(set_to_none=True)
+                (hp.value_loss_coef * value_loss).backward()
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), hp.max_grad_norm)
+                self.critic_opt.step()
+                totals["pl"] += policy_loss.item()
+                totals["vl"] += value_loss.item()
+                totals["ent"] += entropy.item()
+                n_mb += 1
+        n_mb = max(n_mb, 1)
+        return {"Losses/Policy Loss": totals["pl"] / n_mb, "Losses/Value Loss": totals["vl"] / n_mb,
+                "Policy/Entropy": totals["ent"] / n_mb, "Policy/Learning Rate": lr, "Policy/Beta": beta,
+                "Policy/Epsilon": eps, "Policy/Extrinsic Value Estimate": values_dn[buf["valid"]].mean().item()}
+
+    # ------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "value_norm": None if self.value_norm is None else self.value_norm.state_dict()}
+
+    def load_state_dict(self, state: dict, weights_only: bool = False) -> None:
+        """Restore; ``weights_only`` (``--initialize-from``) loads networks but not optimisers."""
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        if self.value_norm is not None and state.get("value_norm") is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
+        if not weights_only:
+            self.actor_opt.load_state_dict(state["actor_opt"])
+            self.critic_opt.load_state_dict(state["critic_opt"])
+
+
+class PPOTrainer:
+    """MAPPO (``centralised=True``) or IPPO over all behaviors of an env.
+
+    One call of :meth:`collect_and_train` collects at least ``buffer_size`` experiences for every
+    behavior from the vector env (``T`` env steps of all ``E`` copies, one batched forward per
+    behavior per step) and runs one PPO update per behavior.
+
+    Args:
+        spec: the env.
+        cfg: the run config (``behavior_settings`` per behavior).
+        n_envs: env copies ``E`` of the vector env.
+        device: torch device.
+    """
+
+    name = "ppo"
+
+    def __init__(self, spec: EnvSpec, cfg: RunConfig, n_envs: int, device: torch.device):
+        self.spec, self.cfg, self.device, self.E = spec, cfg, device, n_envs
+        self.learners: dict[str, PPOLearner] = {}
+        state_size = int(np.prod(spec.state_shape))
+        for b in spec.behaviors:
+            s = cfg.behavior_settings(b.name)
+            self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device)
+
+    # ------------------------------------------------------------------------------ rollout
+    @torch.inference_mode()
+    def _act(self, arrays: dict[str, np.ndarray], state: torch.Tensor) -> None:
+        """Batched forward of every behavior's policy on all copies; writes actions and stores rows."""
+        for name, L in self.learners.items():
+            b = L.spec
+            obs_np = arrays[f"{name}/obs"]
+            obs = torch.from_numpy(obs_np).reshape(self.E * b.n_agents, -1)
+            mask_np = arrays.get(f"{name}/mask")
+            mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1) if mask_np is not None else None
+            d, c, logp = L.actor.act(obs, L.ids, mask)
+            v = L.critic(L.critic_input(obs, state), L.ids)
+            row = {"obs": obs_np, "value": v.view(self.E, b.n_agents).numpy(), "logp": logp.view(self.E, b.n_agents).numpy()}
+            if d is not None:
+                d_np = d.view(self.E, b.n_agents, -1).numpy()
+                arrays[f"{name}/act_d"][...] = d_np
+                row["act_d"], row["mask"] = d_np, mask_np
+            if c is not None:
+                c_np = c.view(self.E, b.n_agents, -1).numpy()
+                arrays[f"{name}/act_c"][...] = np.clip(c_np, -3.0, 3.0) / 3.0  # ML-Agents' action clipping
+                row["act_c"] = c_np
+            if L.state_rows is not None:
+                L.state_rows[L.buffer.t] = arrays["state"]
+            L.buffer.add_decisions(arrays[f"{name}/active"].copy(), **row)
+
+    @torch.inference_mode()
+    def _after_step(self, arrays: dict[str, np.ndarray]) -> None:
+        """Credit rewards to open decisions; close ended episodes, bootstrapping truncations."""
+        final_state = None
+        for name, L in self.learners.items():
+            rew = arrays[f"{name}/reward"] * L.strength
+            L.buffer.add_reward(rew)
+            term, trunc = arrays[f"{name}/terminated"], arrays[f"{name}/truncated"]
+            if not (term.any() or trunc.any()):
+                continue
+            boot = None
+            if trunc.any():
+                if final_state is None:
+                    final_state = torch.from_numpy(arrays["final_state"].copy())
+                fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1)
+                boot = (L.gamma * L.values(fin, final_state)).view(self.E, L.spec.n_agents).numpy() * trunc
+            L.buffer.end_episodes(term | trunc, boot)
+
+    def collect_and_train(self, venv, step: int, on_episode=None) -> tuple[int, dict[str, dict[str, float]]]:
+        """Collect one rollout from ``venv`` and update every behavior that is still training.
+
+        Args:
+            venv: a :class:`envs.vector.VecEnv` with ``venv.n == E``.
+            step: env steps done so far (for schedules).
+            on_episode: called with each ``(copy index, EpisodeStats)`` as episodes finish.
+
+        Returns:
+            ``(env steps taken = T * E, {behavior: update scalars})``.
+        """
+        arrays = venv.arrays
+        for L in self.learners.values():
+            L.buffer.reset()
+        torch.set_num_threads(1)
+        t = 0
+        while True:
+            state = torch.from_numpy(arrays["state"])
+            self._act(arrays, state)
+            for _, stats in venv.step():
+                if on_episode is not None:
+                    on_episode(_, stats)
+            self._after_step(arrays)
+            t += 1
+            if all(L.buffer.count >= L.hp.buffer_size or L.buffer.t >= L.capacity for L in self.learners.values()):
+                break
+        steps = t * self.E
+        torch.set_num_threads(max(1, torch.get_num_interop_threads()))
+        logs = {}
+        with torch.inference_mode():
+            state = torch.from_numpy(arrays["state"].copy())
+            boots = {n: L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state)
+                     .view(self.E, L.spec.n_agents).clone() for n, L in self.learners.items()}
+        for name, L in self.learners.items():
+            if step < L.settings.max_steps:
+                logs[name] = L.update(step + steps, boots[name])
+        return steps, logs
+
+    # ------------------------------------------------------------------------------ state
+    def state_dict(self, behavior: str) -> dict:
+        return self.learners[behavior].state_dict()
+
+    def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
+        self.learners[behavior].load_state_dict(state, weights_only)
+
+    def actor(self, behavior: str) -> Actor:
+        return self.learners[behavior].actor

@@ -1,0 +1,146 @@
+"""Actor and critic networks shared by the policy-gradient trainers (MAPPO, IPPO).
+
+Design choices follow the official MAPPO code (marlbenchmark/on-policy, Yu et al. 2022):
+MLP blocks ``Linear -> activation -> LayerNorm``, optional LayerNorm on the inputs
+(``use_feature_normalization``), orthogonal initialisation with gain ``sqrt(2)`` for hidden
+layers, ``0.01`` for the policy head and ``1`` for the value head. The agent index enters as a
+one-hot vector appended to the observation (parameter sharing with agent ids, §"Parameter
+sharing"). Continuous actions use a diagonal Gaussian with a state-independent learned log-std.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from envs.spec import ActionSpec
+from marl.config import NetworkSettings
+from marl.normalization import RunningMeanStd
+
+
+def _init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(in_size: int, net: NetworkSettings) -> nn.Sequential:
+    """``[LayerNorm(in)] + num_layers x (Linear -> act -> [LayerNorm])``; output size ``hidden_units``."""
+    act = nn.ReLU if net.activation == "relu" else nn.Tanh
+    gain = nn.init.calculate_gain(net.activation)
+    layers: list[nn.Module] = [nn.LayerNorm(in_size)] if net.layer_norm else []
+    size = in_size
+    for _ in range(net.num_layers):
+        layers += [_init(nn.Linear(size, net.hidden_units), gain), act()]
+        if net.layer_norm:
+            layers.append(nn.LayerNorm(net.hidden_units))
+        size = net.hidden_units
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Policy ``pi(a | o, agent id)`` shared by the agents of one behavior.
+
+    Args:
+        obs_size: flattened observation size.
+        n_agents: agents of the behavior (size of the one-hot id; 0 disables it).
+        action: the behavior's :class:`ActionSpec` (discrete branches and/or continuous).
+        net: network settings (``normalize`` adds a :class:`RunningMeanStd` on observations).
+
+    Inputs: ``obs`` float32 ``[B, obs_size]``, ``agent_id`` float32 ``[B, n_agents]`` one-hot,
+    ``mask`` float32 ``[B, sum(branches)]`` (1 = allowed) or ``None``.
+    """
+
+    def __init__(self, obs_size: int, n_agents: int, action: ActionSpec, net: NetworkSettings):
+        super().__init__()
+        self.obs_size, self.n_agents, self.action = obs_size, n_agents, action
+        self.obs_norm = RunningMeanStd((obs_size,)) if net.normalize else None
+        self.body = mlp(obs_size + n_agents, net)
+        self.branches = list(action.discrete_branches)
+        self.logits = _init(nn.Linear(net.hidden_units, sum(self.branches)), 0.01) if self.branches else None
+        self.mu = _init(nn.Linear(net.hidden_units, action.continuous_size), 0.01) if action.continuous_size else None
+        self.log_std = nn.Parameter(torch.zeros(action.continuous_size)) if action.continuous_size else None
+
+    def features(self, obs: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
+        return self.body(torch.cat([obs, agent_id], -1) if self.n_agents else obs)
+
+    def forward(self, obs: torch.Tensor, agent_id: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Returns ``(masked logits [B, sum(branches)] | None, Gaussian mean [B, n_cont] | None)``."""
+        h = self.features(obs, agent_id)
+        logits = self.logits(h) if self.logits is not None else None
+        if logits is not None and mask is not None:
+            logits = logits.masked_fill(mask < 0.5, -1e8)
+        mean = self.mu(h) if self.mu is not None else None
+        return logits, mean
+
+    def _dists(self, logits, mean):
+        cats = [Categorical(logits=l) for l in torch.split(logits, self.branches, -1)] if logits is not None else []
+        normal = Normal(mean, self.log_std.exp().expand_as(mean)) if mean is not None else None
+        return cats, normal
+
+    def act(self, obs, agent_id, mask=None, deterministic: bool = False):
+        """Sample (or take the mode of) the policy.
+
+        Returns:
+            ``(discrete int64 [B, n_branches] | None, continuous float32 [B, n_cont] | None,
+            log_prob float32 [B])``. Continuous actions are raw Gaussian samples; the env layer
+            applies ML-Agents' ``clamp(a, -3, 3) / 3``.
+        """
+        logits, mean = self(obs, agent_id, mask)
+        cats, normal = self._dists(logits, mean)
+        logp = torch.zeros(obs.shape[0], device=obs.device)
+        d = c = None
+        if cats:
+            d = torch.stack([cat.probs.argmax(-1) if deterministic else cat.sample() for cat in cats], -1)
+            logp = logp + sum(cat.log_prob(d[:, k]) for k, cat in enumerate(cats))
+        if normal is not None:
+            c = mean if deterministic else normal.sample()
+            logp = logp + normal.log_prob(c).sum(-1)
+        return d, c, logp
+
+    def evaluate(self, obs, agent_id, mask, d, c) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_prob [B], entropy [B])`` of given actions (``d`` int64 ``[B, n_branches]``, ``c`` ``[B, n_cont]``)."""
+        logits, mean = self(obs, agent_id, mask)
+        cats, normal = self._dists(logits, mean)
+        logp = torch.zeros(obs.shape[0], device=obs.device)
+        ent = torch.zeros_like(logp)
+        for k, cat in enumerate(cats):
+            logp = logp + cat.log_prob(d[:, k])
+            # entropy of a masked categorical: ignore the -1e8 logits (p log p -> 0)
+            p = cat.probs
+            ent = ent - (p * torch.log(p.clamp(min=1e-12))).sum(-1)
+        if normal is not None:
+            logp = logp + normal.log_prob(c).sum(-1)
+            ent = ent + normal.entropy().sum(-1)
+        return logp, ent
+
+
+class Critic(nn.Module):
+    """Value function ``V(x, agent id)`` (predicts *normalised* values when ValueNorm is on).
+
+    MAPPO: ``x`` is the global state (centralised critic, with the agent id: the paper's
+    agent-specific global state, Yu et al. 2022 §4). IPPO: ``x`` is the agent's own observation.
+
+    Inputs ``x`` float32 ``[B, in_size]``, ``agent_id`` float32 ``[B, n_agents]``; output ``[B]``.
+    """
+
+    def __init__(self, in_size: int, n_agents: int, net: NetworkSettings):
+        super().__init__()
+        self.n_agents = n_agents
+        self.body = mlp(in_size + n_agents, net)
+        self.v = _init(nn.Linear(net.hidden_units, 1), 1.0)
+
+    def forward(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
+        return self.v(self.body(torch.cat([x, agent_id], -1) if self.n_agents else x)).squeeze(-1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+LOG_2PI = math.log(2 * math.pi)

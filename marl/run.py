@@ -1,0 +1,222 @@
+"""The training run: env workers, trainer, summaries, checkpoints, resume and Ctrl-C.
+
+Units: every step count here is *env steps* (one joint step of one env copy), summed over the
+``E = num_envs * num_areas`` copies.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from envs.adapter import ArrayEnv
+from envs.registry import EnvError, is_executable_path
+from envs.vector import VecEnv, cpu_count, default_factory
+from marl.algos import make_trainer
+from marl.checkpoint import FORMAT, CheckpointError, CheckpointManager, TrainingStatus, load_checkpoint, spec_to_dict
+from marl.config import ConfigError, RunConfig
+from marl.io import atomic_write_json, atomic_write_text
+from marl.reporting import StatsReporter
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or continue (one line for the user)."""
+
+
+def prepare_run_dir(cfg: RunConfig) -> Path:
+    """Check ``results/<run-id>`` against ``--resume`` / ``--force`` (ML-Agents' rules) and create it.
+
+    Raises:
+        RunError: the run exists without ``--resume``/``--force``, or ``--resume`` finds nothing.
+    """
+    ck = cfg.checkpoint_settings
+    run_dir = Path(ck.results_dir) / ck.run_id
+    exists = (run_dir / "run_logs" / "training_status.json").exists() or any(run_dir.glob("*/checkpoint.pt"))
+    if ck.resume or ck.inference:
+        if not exists:
+            raise RunError(f"Previous data from this run ID ({ck.run_id}) was not found in {run_dir}. "
+                           "Train a new run by removing the --resume flag.")
+    elif exists:
+        if not ck.force:
+            raise RunError(f"Previous data from this run ID ({ck.run_id}) was found in {run_dir}. Either specify a "
+                           "new run ID, use --resume to resume this run, or use the --force parameter to overwrite "
+                           "existing data.")
+        shutil.rmtree(run_dir)
+    (run_dir / "run_logs").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def env_factory(cfg: RunConfig, run_dir: Path | None = None) -> tuple[str, Callable]:
+    """``(env id, picklable factory for VecEnv)`` for the env named by ``env_settings.env_path``.
+
+    Raises:
+        ConfigError: no env given.
+    """
+    es = cfg.env_settings
+    if not es.env_path:
+        raise ConfigError("env_settings.env_path: no environment given; set it in the YAML or pass --env "
+                          "(e.g. --env mpe2.simple_spread_v3)")
+    if is_executable_path(es.env_path):
+        from envs.unity import unity_factory  # Unity builds (envs/unity)
+
+        return es.env_path, unity_factory(cfg, run_dir)
+    return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map)
+
+
+def seed_everything(seed: int) -> int:
+    """Seed python, numpy and torch; ``-1`` picks a random seed. Returns the seed used."""
+    if seed < 0:
+        seed = random.SystemRandom().randrange(2**31)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+def _payload(trainer, cfg: RunConfig, spec, behavior: str, step: int, extra: dict) -> dict:
+    s = cfg.behavior_settings(behavior)
+    return {"format": FORMAT, "behavior": behavior, "trainer_type": s.trainer_type, "step": step,
+            "env_id": spec.env_id, "behavior_spec": spec_to_dict(spec.behavior(behavior)),
+            "state_shape": list(spec.state_shape), "network_settings": s.network_settings.model_dump(),
+            "trainer": trainer.state_dict(behavior), "extra": extra}
+
+
+def _exporter():
+    """The ONNX exporter (``marl.export``), or None when it is unavailable."""
+    try:
+        from marl.export import export_checkpoint
+    except ImportError:
+        return None
+    return export_checkpoint
+
+
+def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, tensorboard: bool = True) -> dict:
+    """Train every behavior of the configured env until each reaches its ``max_steps``.
+
+    Args:
+        cfg: the resolved run config (CLI flags already applied).
+        run_dir: from :func:`prepare_run_dir`.
+        console: ``rich.console.Console`` for the summary lines and progress bar (None = silent).
+        progress: show a progress bar (only when ``console`` is given).
+        tensorboard: write TensorBoard events.
+
+    Returns:
+        ``{"step": final env step, "seconds": wall time, "interrupted": bool,
+        "last_100": {behavior: mean per-agent return of the last 100 episodes},
+        "history": {behavior: [(step, mean reward), ...]}}``.
+
+    Raises:
+        RunError / ConfigError / EnvError / CheckpointError: one-line problems for the user.
+    """
+    es, ck = cfg.env_settings, cfg.checkpoint_settings
+    seed = seed_everything(es.seed)
+    device = torch.device(cfg.torch_settings.device or "cpu")
+    env_id, factory = env_factory(cfg, run_dir)
+    probe = factory(0, None)
+    spec = probe.spec
+    probe.close()
+    for b in spec.behaviors:
+        cfg.behavior_settings(b.name)  # every env behavior must be configured
+    unknown = set(cfg.behaviors) - set(spec.names)
+    if unknown:
+        raise ConfigError(f"behaviors.{sorted(unknown)[0]}: the env '{env_id}' has no such behavior "
+                          f"(it has: {', '.join(spec.names)})")
+    trainer = make_trainer(spec, cfg, es.num_envs * es.num_areas, device)
+    status = TrainingStatus(run_dir)
+    managers = {b: CheckpointManager(run_dir, b, cfg.behavior_settings(b).keep_checkpoints, status) for b in spec.names}
+    step = 0
+    if ck.resume:
+        for b, m in managers.items():
+            state = load_checkpoint(m.latest)
+            trainer.load_state_dict(b, state["trainer"])
+            step = max(step, int(state["step"]))
+            if hasattr(trainer, "load_extra"):
+                trainer.load_extra(b, state.get("extra", {}))
+    elif ck.initialize_from:
+        src = Path(ck.results_dir) / ck.initialize_from
+        for b in spec.names:
+            state = load_checkpoint(src / b / "checkpoint.pt")
+            try:
+                trainer.load_state_dict(b, state["trainer"], weights_only=True)
+            except (RuntimeError, KeyError) as exc:
+                raise CheckpointError(f"--initialize-from {ck.initialize_from}: behavior '{b}' does not match the "
+                                      f"networks of this run ({str(exc).splitlines()[0]})") from None
+    atomic_write_text(run_dir / "configuration.yaml", cfg.to_yaml())
+    max_steps = max(cfg.behavior_settings(b).max_steps for b in spec.names)
+    interval = {b: cfg.behavior_settings(b).checkpoint_interval for b in spec.names}
+    next_ckpt = {b: (step // interval[b] + 1) * interval[b] for b in spec.names}
+    reporter = StatsReporter(run_dir, {b: cfg.behavior_settings(b).summary_freq for b in spec.names},
+                             tensorboard=tensorboard, console=console, start_step=step)
+    exporter = _exporter()
+    t_env = t_update = 0.0
+    t0 = time.time()
+    venv = VecEnv(factory, spec, es.num_envs, es.num_areas, seed=seed)
+    interrupted = False
+
+    def extra(b: str) -> dict:
+        return trainer.extra_state(b) if hasattr(trainer, "extra_state") else {}
+
+    def save(snapshot: bool, final: bool = False) -> None:
+        for b, m in managers.items():
+            payload = _payload(trainer, cfg, spec, b, step, extra(b))
+            r = reporter.last_100_mean(b)
+            r = None if np.isnan(r) else r
+            if final:
+                m.finalize(payload, step, r, exporter)
+            else:
+                m.save(payload, step, r, snapshot=snapshot, exporter=exporter if snapshot else None)
+
+    bar = None
+    if console is not None and progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("env steps"), TimeRemainingColumn(), console=console, transient=True)
+    try:
+        with bar or nullcontext():
+            task = bar.add_task(ck.run_id, total=max_steps, completed=step) if bar else None
+            while step < max_steps:
+                n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: reporter.add_episode(s))
+                step += n
+                for b, scalars in logs.items():
+                    reporter.add_scalars(b, scalars)
+                if hasattr(trainer, "timing"):
+                    t_env, t_update = trainer.timing
+                reporter.maybe_summarize(step)
+                if any(step >= next_ckpt[b] for b in spec.names) and step < max_steps:
+                    save(snapshot=True)
+                    for b in spec.names:
+                        next_ckpt[b] = (step // interval[b] + 1) * interval[b]
+                if bar:
+                    bar.update(task, completed=min(step, max_steps))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        venv.close()
+    if interrupted:
+        save(snapshot=True)
+        if console is not None:
+            console.print(f"[INFO] Training interrupted at step {step}. Saved checkpoint to {run_dir}. "
+                          "Continue with --resume.", markup=False, highlight=False, soft_wrap=True)
+    else:
+        save(snapshot=True, final=True)
+    reporter.close()
+    seconds = time.time() - t0
+    atomic_write_json(run_dir / "run_logs" / "timers.json",
+                      {"name": "root", "total": seconds, "count": 1,
+                       "children": {"env_step": {"total": t_env, "count": 1}, "trainer_update": {"total": t_update, "count": 1}},
+                       "metadata": {"end_step": step, "seed": seed, "cpu_count": cpu_count()}})
+    if console is not None and not interrupted:
+        files = ", ".join(str(run_dir / f"{b}.onnx") if exporter else str(run_dir / b / "checkpoint.pt") for b in spec.names)
+        console.print(f"[INFO] Training finished at step {step} in {seconds:.1f} s. Results in {run_dir} ({files}).",
+                      markup=False, highlight=False, soft_wrap=True)
+    return {"step": step, "seconds": seconds, "interrupted": interrupted, "seed": seed,
+            "last_100": {b: reporter.last_100_mean(b) for b in spec.names},
+            "history": {b: list(h) for b, h in reporter.history.items()}}
