@@ -1,0 +1,81 @@
+"""Versioned schema migrations for the league store (a small, documented equivalent of Alembic).
+
+How it works (the same model as Alembic's "create_all, then stamp head" recipe):
+
+* ``schema_version`` holds one row per applied migration; the database's version is the highest row.
+* A fresh database gets every table from the current models (``metadata.create_all``) and is stamped
+  with :data:`HEAD`; nothing else runs.
+* An existing database at version ``v < HEAD`` gets migrations ``v+1 .. HEAD`` applied in order, each
+  in its own transaction together with its ``schema_version`` row.
+* A database newer than the code (``v > HEAD``) is refused with a clear error.
+
+To change the schema: edit the models in :mod:`league.store`, append ``(N, "what changed", fn)`` to
+:data:`MIGRATIONS` where ``fn(connection)`` brings a version ``N-1`` database to version ``N``
+(``ALTER TABLE ...`` through ``connection.exec_driver_sql`` or SQLAlchemy DDL; keep it portable
+between SQLite and PostgreSQL), and add a test that upgrades a version ``N-1`` database.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from league.errors import StoreError
+
+
+def _v1_initial(conn: Connection) -> None:
+    """Version 1: the initial schema (players, matches, match_seats, rating_history)."""
+    from league.store import Base
+
+    Base.metadata.create_all(conn)
+
+
+#: Ordered migrations: (version, description, function(connection)).
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _v1_initial),
+]
+HEAD = MIGRATIONS[-1][0]
+
+
+def current_version(conn: Connection) -> int | None:
+    """The database's schema version, or None when it has no league tables at all."""
+    if not inspect(conn).has_table("schema_version"):
+        return None
+    v = conn.execute(text("SELECT MAX(version) FROM schema_version")).scalar()
+    return int(v) if v is not None else None
+
+
+def upgrade(engine: Engine) -> int:
+    """Bring the database to :data:`HEAD`; returns the resulting version.
+
+    Raises:
+        StoreError: the database is unreachable, newer than this code, or a migration failed.
+    """
+    from league.store import Base, SchemaVersion, _safe_url
+
+    try:
+        with engine.begin() as conn:
+            version = current_version(conn)
+            if version is None:
+                Base.metadata.create_all(conn)
+                conn.execute(SchemaVersion.__table__.insert(), [{"version": HEAD, "description": "created at head"}])
+                return HEAD
+            if version > HEAD:
+                raise StoreError(f"store '{_safe_url(str(engine.url))}' has schema version {version}, newer than "
+                                 f"this code ({HEAD}); upgrade the toolkit")
+        for number, description, fn in MIGRATIONS:
+            if number <= version:
+                continue
+            with engine.begin() as conn:
+                fn(conn)
+                conn.execute(SchemaVersion.__table__.insert(), [{"version": number, "description": description}])
+            version = number
+        return version
+    except SQLAlchemyError as exc:
+        raise StoreError(f"store '{_safe_url(str(engine.url))}': cannot open/migrate: "
+                         f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
+
+
+__all__ = ["MIGRATIONS", "HEAD", "upgrade", "current_version"]
