@@ -181,12 +181,15 @@ class ArrayEnv:
         else:
             self.out[key][...] = np.concatenate([self.out[f"{b.name}/obs"].reshape(-1) for b in self.spec.behaviors])
 
-    def _write_start(self) -> None:
+    def _write_start(self, keep_step_outputs: bool = False) -> None:
+        """Write the first step of a new episode; ``keep_step_outputs`` keeps the reward and
+        terminated/truncated flags of the step that ended the previous one (auto-reset)."""
         o = self.out
         for b in self.spec.behaviors:
-            for f in ("active", "alive", "terminated", "truncated"):
+            for f in ("active", "alive") if keep_step_outputs else ("active", "alive", "terminated", "truncated"):
                 o[f"{b.name}/{f}"][:] = False
-            o[f"{b.name}/reward"][:] = 0.0
+            if not keep_step_outputs:
+                o[f"{b.name}/reward"][:] = 0.0
             o[f"{b.name}/obs"][:] = 0.0
             if f"{b.name}/mask" in o:
                 o[f"{b.name}/mask"][:] = 1.0
@@ -246,7 +249,7 @@ class ArrayEnv:
                              getattr(self, "_episode_info", {}))
         self._episode_info = {}
         self._reset_env(None)
-        self._write_start()
+        self._write_start(keep_step_outputs=True)
         return stats
 
     def _parallel_step(self) -> bool:

@@ -1,0 +1,1 @@
+"""Small games shipped with the toolkit, as PettingZoo environments."""

@@ -1,0 +1,86 @@
+"""The env layer: arrays per behavior, truncation vs termination, turn-based credit, workers = in-process."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs.adapter import ArrayEnv
+from envs.registry import EnvError, behavior_of, make_env, team_of
+from envs.vector import VecEnv, default_factory
+
+
+def test_behavior_and_team_names():
+    assert behavior_of("adversary_0") == "adversary" and behavior_of("agent_12") == "agent"
+    assert behavior_of("SoccerTwos?team=1?agent_id=3") == "SoccerTwos" and team_of("SoccerTwos?team=1?agent_id=3") == 1
+    env = ArrayEnv("mpe2.simple_adversary_v3", {})
+    assert env.spec.names == ["adversary", "agent"] and env.spec.behavior("agent").n_agents == 2
+
+
+def test_truncation_gives_final_obs_and_resets():
+    env = ArrayEnv("envs.games.coordination", {"max_cycles": 3})
+    o = env.out
+    for t in range(3):
+        o["agent/act_d"][:] = 0
+        before = o["agent/obs"].copy()
+        stats = env.step()
+    assert stats is not None and stats.length == 3
+    assert o["agent/truncated"].all() and not o["agent/terminated"].any()
+    assert o["agent/final_obs"][0, -1] == pytest.approx(0.0)        # time left 0 at the end
+    assert o["agent/obs"][0, -1] == pytest.approx(1.0)              # already the next episode's first obs
+    assert o["agent/active"].all()
+
+
+def test_early_termination_deactivates_the_agent():
+    env = ArrayEnv("envs.games.coordination", {"max_cycles": 5, "die_at": 2})
+    o = env.out
+    for t in range(2):
+        o["agent/act_d"][:] = 0
+        env.step()
+    assert o["agent/terminated"].tolist() == [False, True]
+    assert o["agent/active"].tolist() == [True, False] and o["agent/alive"].tolist() == [True, False]
+    o["agent/act_d"][:] = 0
+    env.step()
+    assert not o["agent/terminated"].any()
+
+
+def test_turn_based_game_credits_the_loser_on_the_winners_move():
+    env = ArrayEnv("pettingzoo.classic.tictactoe_v3", {})
+    o = env.out
+    assert env.spec.turn_based and o["player/active"].tolist() == [True, False]
+    # player_1 plays 0, 1, 2 (top row... in tictactoe_v3 cells are column-major); player_2 plays 3, 4
+    stats = None
+    for cell in [0, 3, 1, 4, 2]:
+        who = int(np.flatnonzero(o["player/active"])[0])
+        assert o["player/mask"][who, cell] == 1.0
+        o["player/act_d"][who] = cell
+        stats = env.step()
+    assert stats is not None, "the game should have ended"
+    assert stats.returns["player"].tolist() == [1.0, -1.0]
+    assert o["player/reward"].tolist() == [1.0, -1.0]            # both credited in the final step
+    assert o["player/terminated"].all()
+
+
+def test_workers_match_in_process_for_the_same_seed():
+    kw = {"N": 3, "local_ratio": 0.5, "max_cycles": 25}
+    spec = ArrayEnv("mpe2.simple_spread_v3", kw).spec
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 5, (40, 4, 3, 1))
+    traces = []
+    for num_envs, num_areas in [(1, 4), (2, 2)]:
+        with VecEnv(default_factory("mpe2.simple_spread_v3", kw), spec, num_envs, num_areas, seed=11) as v:
+            trace = [v.arrays["agent/obs"].copy()]
+            for a in actions:
+                v.arrays["agent/act_d"][:] = a
+                v.step()
+                trace.append(v.arrays["agent/obs"].copy())
+            traces.append(np.stack(trace))
+    assert np.array_equal(traces[0], traces[1])
+
+
+def test_bad_env_ids_give_one_line_errors():
+    with pytest.raises(EnvError, match="cannot import module 'no_such_module'"):
+        make_env("no_such_module")
+    with pytest.raises(EnvError, match="Unknown game 'nope'"):
+        make_env("openspiel:nope")
+    with pytest.raises(EnvError, match="bad env_kwargs"):
+        make_env("mpe2.simple_spread_v3", {"bogus": 1})
