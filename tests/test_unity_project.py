@@ -236,7 +236,7 @@ def test_scene_builder_declares_the_spec_sizes():
     assert "BehaviorName = SoccerSpec.BehaviorName;" in builder
     assert "DecisionPeriod = SoccerSpec.DecisionPeriod;" in builder
     controller = (SCRIPTS / "SoccerFieldController.cs").read_text()
-    assert 'GetWithDefault(\n                SoccerSpec.BallTouchParameter' in controller
+    assert re.search(r"EnvironmentParameters\.GetWithDefault\(\s*SoccerSpec\.BallTouchParameter,\s*SoccerSpec\.BallTouchDefault\)", controller)
     assert "1f - (float)Simulation.StepCount / SoccerSpec.MaxSteps" in controller
 
 

@@ -17,7 +17,6 @@ using Unity.MLAgents.Policies;
 using UnityEditor;
 using UnityEditor.SceneManagement;
 using UnityEngine;
-using UnityEngine.SceneManagement;
 
 namespace Marl.SoccerEditor
 {
