@@ -1,0 +1,184 @@
+"""League config file (YAML), validated with pydantic: unknown keys and wrong types are errors naming file and key.
+
+Example (``configs/league/connect_four.yaml``)::
+
+    name: connect_four
+    env: {id: "openspiel:connect_four", kwargs: {}}
+    store: {url: null}            # null: SQLite file league.db beside this config
+    players:                      # registered by `league init`
+      - {name: random, policy: "bot:random"}
+      - {name: mcts-100, policy: "bot:mcts?simulations=100"}
+    snapshots:                    # results/<run-id>/ folders whose snapshots `league init` registers
+      - {dir: ../../results/c4_selfplay, behavior: null}
+    ratings: {elo_k: 16, initial: 1200, bootstrap: 200, openskill_model: PlackettLuce, seed: 0}
+    match: {opening_moves: 2, max_steps: 1000, replay_dir: null}
+    tournament: {mode: round_robin, games_per_pair: 2, rounds: 5, games: 100, matchmaking: proximity,
+                 pfsp_weighting: hard, pfsp_p: 2, seed: 0, batch: 16}
+    runner: {kind: local, workers: 2, address: null, max_retries: 3}
+
+Relative paths are relative to the config file's folder.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from league.errors import ConfigError
+from league.ratings.base import RatingSettings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvBlock(_Strict):
+    """``env:``: the env every match is played in."""
+
+    id: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoreBlock(_Strict):
+    """``store:``: SQLAlchemy URL; null = ``sqlite:///<config dir>/league.db``."""
+
+    url: str | None = None
+
+
+class PlayerEntry(_Strict):
+    """One entry of ``players:``: a bot spec or a policy file, registered by ``league init``."""
+
+    name: str
+    policy: str
+    behavior: str = ""
+    version: int = 0
+    tags: list[str] = Field(default_factory=list)
+
+
+class SnapshotSource(_Strict):
+    """One entry of ``snapshots:``: a ``results/<run-id>/`` folder; ``behavior`` null = every behavior."""
+
+    dir: str
+    behavior: str | None = None
+
+
+class RatingsBlock(_Strict):
+    """``ratings:`` (see :class:`league.ratings.base.RatingSettings`)."""
+
+    elo_k: float = Field(16.0, gt=0)
+    initial: float = 1200.0
+    openskill_model: str = "PlackettLuce"
+    bootstrap: int = Field(200, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    default_system: Literal["elo", "openskill", "bt"] = "bt"
+
+    def settings(self) -> RatingSettings:
+        """As the raters' settings object."""
+        return RatingSettings(self.elo_k, self.initial, self.openskill_model, self.bootstrap, self.confidence, self.seed)
+
+
+class MatchBlock(_Strict):
+    """``match:`` (see :class:`league.match.MatchTask`)."""
+
+    opening_moves: int = Field(0, ge=0)
+    max_steps: int = Field(100_000, ge=1)
+    replay_dir: str | None = None
+
+
+class TournamentBlock(_Strict):
+    """``tournament:``: default mode and sizes for ``league run``."""
+
+    mode: Literal["round_robin", "swiss", "gauntlet", "matchmade"] = "round_robin"
+    games_per_pair: int = Field(2, ge=1)
+    rounds: int = Field(5, ge=1)
+    games: int = Field(100, ge=1)
+    matchmaking: Literal["proximity", "pfsp", "random"] = "proximity"
+    pfsp_weighting: Literal["hard", "var", "uniform"] = "hard"
+    pfsp_p: float = Field(2.0, gt=0)
+    seed: int = 0
+    batch: int = Field(16, ge=1)
+
+
+class RunnerBlock(_Strict):
+    """``runner:``: where matches run (local processes or Ray)."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1)
+    address: str | None = None
+    max_retries: int = Field(3, ge=0)
+
+
+class LeagueConfig(_Strict):
+    """A whole league config; ``path`` is where it was read from (set by :func:`load_config`)."""
+
+    name: str = "league"
+    env: EnvBlock
+    store: StoreBlock = Field(default_factory=StoreBlock)
+    players: list[PlayerEntry] = Field(default_factory=list)
+    snapshots: list[SnapshotSource] = Field(default_factory=list)
+    ratings: RatingsBlock = Field(default_factory=RatingsBlock)
+    match: MatchBlock = Field(default_factory=MatchBlock)
+    tournament: TournamentBlock = Field(default_factory=TournamentBlock)
+    runner: RunnerBlock = Field(default_factory=RunnerBlock)
+    path: str | None = Field(None, exclude=True)
+
+    @property
+    def base_dir(self) -> str:
+        """Folder of the config file (cwd when built in memory)."""
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+
+    def resolve(self, p: str) -> str:
+        """A config-relative path made absolute (user ``~`` expanded)."""
+        p = os.path.expanduser(p)
+        return p if os.path.isabs(p) else os.path.normpath(os.path.join(self.base_dir, p))
+
+    def store_url(self) -> str:
+        """The store URL: ``store.url`` or the default SQLite file ``league.db`` beside the config."""
+        if self.store.url:
+            u = self.store.url
+            if u.startswith("sqlite:///") and not u.startswith("sqlite:////"):
+                return "sqlite:///" + self.resolve(u[len("sqlite:///"):])
+            return u
+        return "sqlite:///" + os.path.join(self.base_dir, "league.db")
+
+
+def _loc(err: dict) -> str:
+    return ".".join(str(x) for x in err["loc"]) or "(top level)"
+
+
+def load_config(path: str) -> LeagueConfig:
+    """Read and validate a league config.
+
+    Raises:
+        ConfigError: missing/unreadable file, bad YAML, unknown key or wrong type (message names file and key).
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"league config '{path}' does not exist (create one with `league init {path} --env ENV_ID`)")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"league config '{path}': cannot parse YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"league config '{path}': expected a mapping at the top level")
+    try:
+        cfg = LeagueConfig.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ConfigError(f"league config '{path}': key '{_loc(e)}': {e['msg']}") from None
+    cfg.path = os.path.abspath(path)
+    return cfg
+
+
+def write_config(cfg: LeagueConfig, path: str) -> None:
+    """Write ``cfg`` as YAML atomically (temp file + ``os.replace``)."""
+    data = cfg.model_dump(exclude={"path"}, exclude_defaults=False)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)
