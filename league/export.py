@@ -1,0 +1,80 @@
+"""``league export``: copy the champions' ONNX brains into a Unity project folder with a ratings manifest.
+
+For the top K active players (by the chosen rating system) that have an ONNX file (their policy, or a
+``.onnx`` beside their ``.pt`` checkpoint), writes ``<dest>/<player>.onnx`` (``/`` in names becomes ``__``)
+and ``<dest>/league_manifest.json``; every file is written to a temp file and moved into place
+(``os.replace``), so Unity never imports a half-written brain. Bots have no ONNX and are skipped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+
+from league.errors import LeagueError, PolicyFileError
+from league.leaderboard import leaderboard
+from league.league import League
+from league.policies import file_sha256
+
+MANIFEST = "league_manifest.json"
+
+
+def onnx_of(policy: str) -> str | None:
+    """The ONNX file of a policy spec: itself, a sibling ``.onnx`` of a ``.pt``, or None (bots, no export)."""
+    if policy.startswith("bot:"):
+        return None
+    if policy.endswith(".onnx"):
+        return policy
+    sibling = os.path.splitext(policy)[0] + ".onnx"
+    return sibling if os.path.isfile(sibling) else None
+
+
+def _atomic_copy(src: str, dst: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst), prefix=".tmp-")
+    os.close(fd)
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def export_top(league: League, top: int, dest: str, system: str) -> dict:
+    """Export the top ``top`` ONNX players; returns the manifest dict.
+
+    Raises:
+        LeagueError: ``top < 1`` or no exportable player.
+        PolicyFileError: a champion's ONNX file is missing or changed since registration.
+    """
+    if top < 1:
+        raise LeagueError(f"--top must be >= 1, got {top}")
+    rows = leaderboard(league, system)
+    chosen = []
+    for r in rows:
+        path = onnx_of(r.policy)
+        if path is not None:
+            chosen.append((r, path))
+        if len(chosen) == top:
+            break
+    if not chosen:
+        raise LeagueError("no player with an ONNX policy to export (bots cannot be exported)")
+    os.makedirs(dest, exist_ok=True)
+    entries = []
+    for r, path in chosen:
+        if not os.path.isfile(path):
+            raise PolicyFileError(f"player '{r.player}': ONNX file '{path}' does not exist")
+        info = league.player(r.player)
+        digest = file_sha256(path)
+        if path == info.policy and info.policy_hash and digest != info.policy_hash:
+            raise PolicyFileError(f"player '{r.player}': '{path}' changed since registration (sha256 differs)")
+        fname = r.player.replace("/", "__") + ".onnx"
+        _atomic_copy(path, os.path.join(dest, fname))
+        entries.append({"rank": r.rank, "player": r.player, "file": fname, "behavior": info.behavior,
+                        "version": info.version, "rating": r.rating, "lower": r.lower, "upper": r.upper,
+                        "games": r.games, "win_rate": r.win_rate, "sha256": digest, "source": path})
+    manifest = {"league": league.config.name, "env_id": league.config.env.id, "system": system,
+                "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "players": entries}
+    fd, tmp = tempfile.mkstemp(dir=dest, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest, f, indent=2)
+    os.replace(tmp, os.path.join(dest, MANIFEST))
+    return manifest

@@ -1,0 +1,94 @@
+"""Link from a training run to a league (the trainer's ``league:`` config block).
+
+A self-play or league run can (1) register each snapshot it saves as a league player (with lineage), and
+(2) draw PFSP opponents from the league's empirical payoff matrix (Vinyals et al. 2019).
+
+Trainer YAML (per run, top level)::
+
+    league:
+      config: configs/league/connect_four.yaml   # the league to register into (relative to the YAML)
+      register_snapshots: true                   # add every saved <Behavior>-<step>.onnx/.pt
+      pfsp_from_league: false                    # sample opponents with PFSP from the league's payoff matrix
+      pfsp_weighting: hard                       # hard | var | uniform
+      pfsp_p: 2.0
+
+The trainer calls :meth:`LeagueLink.register_snapshot` after writing a snapshot and
+:meth:`LeagueLink.sample_opponent` when it needs an opponent.
+"""
+from __future__ import annotations
+
+import os
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from league.config import load_config
+from league.league import League
+from league.matchmaking import Payoff, pfsp_weights
+
+
+class LeagueLinkSettings(BaseModel):
+    """The trainer YAML's ``league:`` block (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+    config: str
+    register_snapshots: bool = True
+    pfsp_from_league: bool = False
+    pfsp_weighting: Literal["hard", "var", "uniform"] = "hard"
+    pfsp_p: float = Field(2.0, gt=0)
+
+
+class LeagueLink:
+    """A training run's connection to a league.
+
+    Args:
+        settings: the ``league:`` block.
+        run_id: the run id (player names are ``<run_id>/<Behavior>-<step>``).
+        base_dir: folder the block's relative ``config`` path is relative to (the trainer YAML's folder).
+
+    Raises:
+        ConfigError / StoreError: the league config or store cannot be opened.
+    """
+
+    def __init__(self, settings: LeagueLinkSettings, run_id: str, base_dir: str = "."):
+        self.settings = settings
+        self.run_id = run_id
+        path = settings.config if os.path.isabs(settings.config) else os.path.join(base_dir, settings.config)
+        self.league = League(load_config(path))
+        self._last: dict[str, str] = {}
+
+    def register_snapshot(self, path: str, behavior: str, step: int) -> str | None:
+        """Register a freshly saved snapshot; returns its player name (None when registration is off).
+
+        Raises:
+            PolicyFileError: missing/unsupported file; StoreError: the name is taken by another policy.
+        """
+        if not self.settings.register_snapshots:
+            return None
+        name = f"{self.run_id}/{behavior}-{step}"
+        parent = self._last.get(behavior)
+        self.league.add_policy(path, name=name, behavior=behavior, version=int(step), parent=parent,
+                               tags=["snapshot", self.run_id], meta={"run_id": self.run_id, "step": int(step)})
+        self._last[behavior] = name
+        return name
+
+    def opponent_probabilities(self, player: str, candidates: Sequence[str]) -> np.ndarray:
+        """PFSP probabilities float64 ``[len(candidates)]`` for ``player`` from the league's payoff matrix."""
+        payoff = Payoff(self.league.games(), [player, *candidates])
+        x = np.array([payoff.win_rate(player, c) for c in candidates])
+        return pfsp_weights(x, self.settings.pfsp_weighting, self.settings.pfsp_p)
+
+    def sample_opponent(self, player: str, candidates: Sequence[str] | None = None,
+                        rng: np.random.Generator | None = None) -> str:
+        """An opponent for ``player``: PFSP over ``candidates`` (default: every other active league player)
+        when ``pfsp_from_league``, else uniform."""
+        rng = rng or np.random.default_rng()
+        cands = [c for c in (candidates or self.league.active_names()) if c != player]
+        if not cands:
+            from league.errors import LeagueError
+
+            raise LeagueError(f"league '{self.league.config.name}' has no opponents for '{player}'")
+        if not self.settings.pfsp_from_league:
+            return str(rng.choice(cands))
+        return cands[int(rng.choice(len(cands), p=self.opponent_probabilities(player, cands)))]
