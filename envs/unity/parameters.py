@@ -150,7 +150,8 @@ class Curriculum:
                         raise UnityEnvError(f"environment_parameters.{key}: lesson '{lesson.get('name')}' needs "
                                             "completion_criteria.behavior (every lesson but the last)")
                     n = max(1, int(cc.get("min_lesson_length", 0)))
-                    if len(self._buffers.get(cc["behavior"], ())) < n:
+                    old = self._buffers.get(cc["behavior"])
+                    if old is None or (old.maxlen or 0) < n:
                         self._buffers[cc["behavior"]] = deque(maxlen=n)
 
     def values(self) -> dict[str, Any]:
