@@ -43,6 +43,7 @@ Step semantics (what the trainer consumes)
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -116,7 +117,15 @@ class _UnityEnvironment(UnityEnvironment):
 
     def __init__(self, *args: Any, bind_address: str = "127.0.0.1", **kwargs: Any):
         self._bind_address = bind_address
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            atexit.unregister(self._close)  # mlagents registers it before the communicator exists
+            raise
+
+    def _close(self, timeout: int | None = None) -> None:
+        super()._close(timeout)
+        atexit.unregister(self._close)
 
     def _get_communicator(self, worker_id, base_port, timeout_wait):  # noqa: D102 (mlagents hook)
         return _Communicator(worker_id, base_port, timeout_wait, self._bind_address)
