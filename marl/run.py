@@ -166,6 +166,8 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     def save(snapshot: bool, final: bool = False) -> None:
         for b, m in managers.items():
             payload = _payload(trainer, cfg, spec, b, step, extra(b))
+            if "elo" in payload["extra"]:  # self-play (marl/selfplay.py): ML-Agents keeps the Elo here
+                status.behavior(b)["elo"] = payload["extra"]["elo"]
             r = reporter.last_100_mean(b)
             r = None if np.isnan(r) else r
             if final:

@@ -232,6 +232,10 @@ class PPOTrainer:
         for b in spec.behaviors:
             s = cfg.behavior_settings(b.name)
             self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device)
+        # --- self-play hook (marl/selfplay.py): None unless a behavior has a self_play block ---
+        from marl.selfplay import SelfPlayController
+
+        self.selfplay: SelfPlayController | None = SelfPlayController.for_trainer(self)
 
     # ------------------------------------------------------------------------------ rollout
     @torch.inference_mode()
@@ -256,7 +260,10 @@ class PPOTrainer:
                 row["act_c"] = c_np
             if L.state_rows is not None:
                 L.state_rows[L.buffer.t] = arrays["state"]
-            L.buffer.add_decisions(arrays[f"{name}/active"].copy(), **row)
+            # self-play: opponent slots act with the opponent snapshot; only learning slots are stored
+            if self.selfplay is not None:
+                self.selfplay.act_opponents(name, arrays)
+            L.buffer.add_decisions(arrays[f"{name}/active"] & L.learning, **row)
 
     @torch.inference_mode()
     def _after_step(self, arrays: dict[str, np.ndarray]) -> None:
@@ -292,12 +299,17 @@ class PPOTrainer:
             L.buffer.reset()
         torch.set_num_threads(1)
         t = 0
+        if self.selfplay is not None:  # self-play hook: team change / first opponent
+            self.selfplay.begin_rollout(step)
         while True:
             state = torch.from_numpy(arrays["state"])
             self._act(arrays, state)
-            for _, stats in venv.step():
+            finished = venv.step()
+            for _, stats in finished:
                 if on_episode is not None:
                     on_episode(_, stats)
+            if self.selfplay is not None:  # self-play hook: Elo of finished games, opponent swaps
+                self.selfplay.after_step(arrays, finished, step + (t + 1) * self.E)
             self._after_step(arrays)
             t += 1
             if all(L.buffer.count >= L.hp.buffer_size or L.buffer.t >= L.capacity for L in self.learners.values()):
@@ -312,6 +324,9 @@ class PPOTrainer:
         for name, L in self.learners.items():
             if step < L.settings.max_steps:
                 logs[name] = L.update(step + steps, boots[name])
+        if self.selfplay is not None:  # self-play hook: snapshots, Self-play/ELO
+            for name, scalars in self.selfplay.end_rollout(step + steps).items():
+                logs.setdefault(name, {}).update(scalars)
         return steps, logs
 
     # ------------------------------------------------------------------------------ state
@@ -320,6 +335,14 @@ class PPOTrainer:
 
     def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
         self.learners[behavior].load_state_dict(state, weights_only)
+
+    # --- self-play hook: Elo, snapshot window and learning team travel in the checkpoint's "extra" ---
+    def extra_state(self, behavior: str) -> dict:
+        return self.selfplay.extra_state(behavior) if self.selfplay is not None else {}
+
+    def load_extra(self, behavior: str, extra: dict) -> None:
+        if self.selfplay is not None:
+            self.selfplay.load_extra(behavior, extra)
 
     def actor(self, behavior: str) -> Actor:
         return self.learners[behavior].actor

@@ -1,0 +1,390 @@
+"""Self-play as ML-Agents' ghost trainer: snapshots, opponent sampling, team rotation and Elo.
+
+Reference: ML-Agents ``mlagents/trainers/ghost/trainer.py`` and ``ghost/controller.py``
+(Release 22) and its docs ("Training Configuration File", section Self-Play). What happens, per
+behavior that has a ``self_play`` block (all step counts are *env steps*, our unit):
+
+* **Teams.** A behavior whose slots span 2+ teams (``BehaviorSpec.teams``, from ``Name?team=N``)
+  has those teams; a turn-based game whose players share one behavior (OpenSpiel, PettingZoo
+  classic) treats each player seat as a team. One team is the *learning team*: its slots act with
+  the learning policy and only their experience is trained on. Every other slot acts with the
+  current *opponent* (a frozen snapshot, sampling its actions as ML-Agents' ghost policies do).
+* **Snapshots.** The learning policy's actor is copied every ``save_steps`` (and once at the
+  start) into a window of the last ``window`` snapshots, each with the Elo the learner had when
+  it was taken. Snapshots are kept in memory and written to
+  ``results/<run-id>/<Behavior>/snapshots/<Behavior>-<step>.pt`` in the checkpoint format, so
+  :func:`marl.inference.load_policy` (and the league) can load them; files leaving the window
+  are deleted.
+* **Swaps.** Every ``swap_steps`` a new opponent is drawn: with probability
+  ``play_against_latest_model_ratio`` the current learning policy (frozen at the swap), else a
+  uniformly chosen snapshot of the window. All env copies play the same opponent, as in ML-Agents.
+* **Team change.** Every ``team_change`` steps the learning team moves on to the next team
+  (round robin) and a new opponent is drawn. The change takes effect at the next rollout (a
+  rollout's experience always belongs to one team); swaps take effect at the next env step.
+* **Elo.** After each finished episode the learner's rating ``R`` and the opponent's ``R_o`` move
+  by ``K (S - E)`` and ``-K (S - E)`` with ``E = 1 / (1 + 10^((R_o - R) / 400))`` and ``S`` = 1 / 0.5
+  / 0 for win / draw / loss. Logged as ``Self-play/ELO``, saved in the checkpoint and in
+  ``training_status.json`` (``elo``) and restored on ``--resume``.
+
+Differences from ML-Agents, on purpose:
+
+* ``elo_k`` (default 16): ML-Agents' docs say K=16 but its code (``compute_elo_rating_changes``)
+  applies ``change = S - E``, i.e. K=1. Set ``elo_k: 1`` to reproduce its numbers.
+* The outcome ``S``: in turn-based games, the game's returns (the episode's summed rewards per
+  seat, = OpenSpiel's ``state.returns()``); in simultaneous games, the final step's reward of the
+  learning team (mean over its slots that ended in that step) compared with the opponents' (win
+  if higher, draw if equal). ML-Agents takes the sign of the learner's final reward; for the
+  symmetric zero-sum games used here (±1, 0) both rules agree, and ours also handles games that
+  pay the loser 0 instead of -1.
+* Elo is updated once per episode (ML-Agents updates it once per learning-team *agent*
+  trajectory, i.e. twice per episode for a 2-agent team).
+* The opponent "latest policy" gets the learner's rating at the swap; its rating changes are not
+  kept (ML-Agents reads ``policy_elos[-1]``, the rating of whichever window entry is last).
+* The window is restored on ``--resume`` from the snapshot files (ML-Agents starts it afresh).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from envs.spec import BehaviorSpec, EnvSpec
+from marl.checkpoint import FORMAT, CheckpointError, load_checkpoint, spec_to_dict
+from marl.config import ConfigError, SelfPlaySettings
+from marl.io import atomic_torch_save
+
+if TYPE_CHECKING:  # pragma: no cover
+    from marl.algos.mappo import PPOLearner, PPOTrainer
+
+ELO_TAG = "Self-play/ELO"
+
+
+# ------------------------------------------------------------------------------------------ Elo
+def elo_expected(rating: float, opponent: float) -> float:
+    """Expected score of a player rated ``rating`` against ``opponent``: ``1 / (1 + 10^((Ro - R) / 400))``."""
+    return 1.0 / (1.0 + 10.0 ** ((opponent - rating) / 400.0))
+
+
+def elo_update(rating: float, opponent: float, result: float, k: float = 16.0) -> tuple[float, float]:
+    """Ratings after one game (Elo 1978; ML-Agents ``GhostController.compute_elo_rating_changes`` with K).
+
+    Args:
+        rating, opponent: ratings before the game.
+        result: the first player's score: 1 win, 0.5 draw, 0 loss.
+        k: K factor (ML-Agents' code uses 1, its docs 16).
+
+    Returns:
+        ``(new rating, new opponent rating)``; the sum of the two ratings is unchanged.
+
+    Raises:
+        ValueError: ``result`` is not in [0, 1].
+    """
+    if not 0.0 <= result <= 1.0:
+        raise ValueError(f"elo_update: result must be in [0, 1] (1 win, 0.5 draw, 0 loss), got {result}")
+    change = k * (result - elo_expected(rating, opponent))
+    return rating + change, opponent - change
+
+
+def game_result(learner: float, opponent: float) -> float:
+    """Score ``S`` from the two sides' outcomes: 1 if ``learner > opponent``, 0.5 if equal, else 0."""
+    return 1.0 if learner > opponent else 0.0 if learner < opponent else 0.5
+
+
+# ------------------------------------------------------------------------------------------ teams
+def team_slots(spec: BehaviorSpec, turn_based: bool) -> list[np.ndarray]:
+    """Slots of each team of a self-play behavior, teams in increasing id order.
+
+    Returns:
+        a list (one entry per team, >= 2) of int64 slot-index arrays.
+
+    Raises:
+        ConfigError: the behavior has a single team and is not a turn-based game with 2+ seats
+            (self-play needs an opponent inside the same behavior).
+    """
+    teams = np.asarray(spec.teams if spec.teams else (0,) * spec.n_agents)
+    ids = sorted(set(teams.tolist()))
+    if len(ids) >= 2:
+        return [np.flatnonzero(teams == t).astype(np.int64) for t in ids]
+    if turn_based and spec.n_agents >= 2:
+        return [np.array([i], np.int64) for i in range(spec.n_agents)]
+    raise ConfigError(f"behaviors.{spec.name}.self_play: behavior '{spec.name}' has one team and is not a turn-based "
+                      "game with 2+ seats, so it has no opponent to play (self-play needs agents named "
+                      "'Name?team=N' with 2+ teams, or an AEC game whose players share one behavior)")
+
+
+# ------------------------------------------------------------------------------------------ state
+@dataclass
+class Snapshot:
+    """A frozen copy of the learning actor.
+
+    Attributes:
+        actor: ``state_dict`` of the :class:`marl.networks.Actor` (CPU tensors).
+        elo: rating (the learner's when taken; lowered/raised by games played as opponent).
+        step: env step at which it was taken.
+        path: the snapshot file (None when files are off).
+    """
+
+    actor: dict
+    elo: float
+    step: int
+    path: Path | None = None
+
+
+class BehaviorGhost:
+    """Self-play state of one behavior (ML-Agents' ``GhostTrainer`` for that behavior).
+
+    Args:
+        learner: the behavior's :class:`marl.algos.mappo.PPOLearner` (its ``learning`` mask is set here).
+        settings: the ``self_play`` block.
+        turn_based: the env is an AEC game.
+        env_id: recorded in snapshot files.
+        state_shape: global state shape (recorded in snapshot files).
+        snapshot_dir: folder for snapshot files (None = memory only).
+        seed: seed of the opponent sampler.
+
+    Raises:
+        ConfigError: see :func:`team_slots`.
+    """
+
+    def __init__(self, learner: "PPOLearner", settings: SelfPlaySettings, turn_based: bool, env_id: str,
+                 state_shape: tuple[int, ...], snapshot_dir: Path | None, seed: int | None = None):
+        self.L, self.s = learner, settings
+        self.spec = learner.spec
+        self.teams = team_slots(self.spec, turn_based)
+        self.turn_based, self.env_id, self.state_shape = turn_based, env_id, tuple(state_shape)
+        self.snapshot_dir = snapshot_dir
+        self.rng = np.random.default_rng(seed)
+        self.opponent_actor = copy.deepcopy(learner.actor).eval()
+        for p in self.opponent_actor.parameters():
+            p.requires_grad_(False)
+        self.snapshots: deque[Snapshot] = deque()
+        self.elo = float(settings.initial_elo)
+        self.opponent: Snapshot | None = None  # the snapshot being played (a window entry or the "latest" copy)
+        self.opponent_is_latest = False
+        self.learning_team = 0
+        self.last_save = self.last_swap = self.last_team_change = 0
+        self.started = False
+        self.games = 0
+        self._set_learning_mask()
+
+    # ---------------------------------------------------------------------------- bookkeeping
+    def _set_learning_mask(self) -> None:
+        mask = np.zeros(self.spec.n_agents, np.bool_)
+        mask[self.teams[self.learning_team]] = True
+        self.learning_slots = mask
+        self.opponent_slots = np.flatnonzero(~mask)
+        self.L.learning[...] = mask[None, :]
+
+    def _actor_state(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.L.actor.state_dict().items()}
+
+    def save_snapshot(self, step: int) -> Snapshot:
+        """Copy the learning actor into the window (dropping the oldest beyond ``window``)."""
+        snap = Snapshot(self._actor_state(), self.elo, int(step))
+        if self.snapshot_dir is not None:
+            snap.path = self.snapshot_dir / f"{self.spec.name}-{int(step)}.pt"
+            atomic_torch_save(self._payload(snap), snap.path)
+        self.snapshots.append(snap)
+        while len(self.snapshots) > self.s.window:
+            old = self.snapshots.popleft()
+            if old.path is not None:  # an opponent still playing it keeps its weights in memory
+                old.path.unlink(missing_ok=True)
+        self.last_save = int(step)
+        return snap
+
+    def _payload(self, snap: Snapshot) -> dict:
+        """A checkpoint-format dict (``marl.checkpoint``) holding only the actor."""
+        return {"format": FORMAT, "behavior": self.spec.name, "trainer_type": self.L.settings.trainer_type,
+                "step": snap.step, "env_id": self.env_id, "behavior_spec": spec_to_dict(self.spec),
+                "state_shape": list(self.state_shape),
+                "network_settings": self.L.settings.network_settings.model_dump(),
+                "trainer": {"actor": snap.actor}, "extra": {"elo": snap.elo, "selfplay_snapshot": True}}
+
+    def swap(self, step: int) -> None:
+        """Draw the next opponent (ML-Agents ``_swap_snapshots``) and load it into the opponent actor."""
+        if self.rng.uniform() < self.s.play_against_latest_model_ratio or not self.snapshots:
+            self.opponent = Snapshot(self._actor_state(), self.elo, int(step))
+            self.opponent_is_latest = True
+        else:
+            self.opponent = self.snapshots[int(self.rng.integers(len(self.snapshots)))]
+            self.opponent_is_latest = False
+        self.opponent_actor.load_state_dict(self.opponent.actor)
+        self.last_swap = int(step)
+
+    def change_team(self, step: int) -> None:
+        """Make the next team the learning team (round robin) and draw a new opponent."""
+        self.learning_team = (self.learning_team + 1) % len(self.teams)
+        self._set_learning_mask()
+        self.last_team_change = int(step)
+        self.swap(step)
+
+    # ---------------------------------------------------------------------------- hooks
+    def begin_rollout(self, step: int) -> None:
+        """Before collecting: first snapshot and opponent, or a due team change."""
+        if not self.started:
+            self.started = True
+            if not self.snapshots:
+                self.save_snapshot(step)
+                self.last_team_change = int(step)
+            self.swap(step)
+        elif step - self.last_team_change >= self.s.team_change:
+            self.change_team(step)
+
+    @torch.inference_mode()
+    def act_opponents(self, arrays: dict[str, np.ndarray]) -> None:
+        """Overwrite the actions of the opponent slots that must act with the opponent's (sampled) actions."""
+        name, E = self.spec.name, arrays[f"{self.spec.name}/active"].shape[0]
+        active = arrays[f"{name}/active"][:, self.opponent_slots]  # [E, n_opp]
+        if not active.any():
+            return
+        e, j = np.nonzero(active)
+        slots = self.opponent_slots[j]
+        obs = torch.from_numpy(arrays[f"{name}/obs"][e, slots]).reshape(len(e), -1)
+        ids = torch.nn.functional.one_hot(torch.from_numpy(slots), self.spec.n_agents).float()
+        mask_np = arrays.get(f"{name}/mask")
+        mask = None if mask_np is None else torch.from_numpy(mask_np[e, slots])
+        d, c, _ = self.opponent_actor.act(obs, ids, mask)
+        if d is not None:
+            arrays[f"{name}/act_d"][e, slots] = d.numpy()
+        if c is not None:
+            arrays[f"{name}/act_c"][e, slots] = np.clip(c.numpy(), -3.0, 3.0) / 3.0
+
+    def episode_result(self, arrays: dict[str, np.ndarray], e: int, returns: np.ndarray) -> float:
+        """Score ``S`` of the learning team in the episode copy ``e`` just finished (see the module docstring)."""
+        learn = self.learning_slots
+        if not self.turn_based:
+            name = self.spec.name
+            final = arrays[f"{name}/reward"][e]
+            ended = arrays[f"{name}/terminated"][e] | arrays[f"{name}/truncated"][e]
+            if (ended & learn).any() and (ended & ~learn).any():
+                return game_result(float(final[ended & learn].mean()), float(final[ended & ~learn].mean()))
+        r = np.asarray(returns, np.float64)
+        mine, theirs = r[learn], r[~learn]
+        mine, theirs = mine[~np.isnan(mine)], theirs[~np.isnan(theirs)]
+        return game_result(float(mine.mean()) if mine.size else 0.0, float(theirs.mean()) if theirs.size else 0.0)
+
+    def record_game(self, result: float) -> None:
+        """Update the learner's and the current opponent's Elo after one game."""
+        opp = self.opponent.elo if self.opponent is not None else self.elo
+        self.elo, new_opp = elo_update(self.elo, opp, result, self.s.elo_k)
+        if self.opponent is not None:
+            self.opponent.elo = new_opp
+        self.games += 1
+
+    def after_step(self, arrays: dict[str, np.ndarray], finished: list, step: int) -> None:
+        """After one vector step: Elo for finished episodes, then a due swap."""
+        for e, stats in finished:
+            returns = stats.returns.get(self.spec.name)
+            if returns is None or np.isnan(returns).all():
+                continue
+            self.record_game(self.episode_result(arrays, e, returns))
+        if step - self.last_swap >= self.s.swap_steps:
+            self.swap(step)
+
+    def end_rollout(self, step: int) -> dict[str, float]:
+        """After the update: a due snapshot; returns ``{"Self-play/ELO": elo}``."""
+        if step - self.last_save >= self.s.save_steps:
+            self.save_snapshot(step)
+        return {ELO_TAG: self.elo}
+
+    # ---------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        """JSON-able state for the checkpoint's ``extra`` (snapshots by file path)."""
+        return {"elo": self.elo, "learning_team": self.learning_team, "last_save": self.last_save,
+                "last_swap": self.last_swap, "last_team_change": self.last_team_change, "games": self.games,
+                "snapshots": [{"path": None if s.path is None else str(s.path), "elo": s.elo, "step": s.step}
+                              for s in self.snapshots]}
+
+    def load(self, state: dict) -> None:
+        """Restore from :meth:`state` (``--resume``): Elo, team, counters and the snapshot window.
+
+        Snapshot files that are missing or unreadable are skipped with a warning.
+        """
+        if not state:
+            return
+        self.elo = float(state.get("elo", self.elo))
+        self.learning_team = int(state.get("learning_team", 0)) % len(self.teams)
+        self._set_learning_mask()
+        self.last_save = int(state.get("last_save", 0))
+        self.last_swap = int(state.get("last_swap", 0))
+        self.last_team_change = int(state.get("last_team_change", 0))
+        self.games = int(state.get("games", 0))
+        self.snapshots.clear()
+        for entry in state.get("snapshots", []):
+            if not entry.get("path"):
+                continue
+            try:
+                actor = load_checkpoint(entry["path"])["trainer"]["actor"]
+            except (CheckpointError, KeyError) as exc:
+                warnings.warn(f"self-play: snapshot {entry['path']} not restored ({exc})", stacklevel=2)
+                continue
+            self.snapshots.append(Snapshot(actor, float(entry["elo"]), int(entry["step"]), Path(entry["path"])))
+        self.started = bool(self.snapshots)
+        if self.started:
+            self.swap(self.last_swap)
+
+
+class SelfPlayController:
+    """The trainer's self-play hooks: one :class:`BehaviorGhost` per behavior with ``self_play``.
+
+    :class:`marl.algos.mappo.PPOTrainer` calls :meth:`begin_rollout` before collecting,
+    :meth:`act_opponents` after its own forward each env step, :meth:`after_step` after each
+    vector step, and :meth:`end_rollout` after the updates; ``extra_state`` / ``load_extra``
+    carry the state through checkpoints.
+    """
+
+    def __init__(self, ghosts: dict[str, BehaviorGhost]):
+        self.ghosts = ghosts
+
+    @classmethod
+    def for_trainer(cls, trainer: "PPOTrainer") -> "SelfPlayController | None":
+        """Build the controller for the behaviors of ``trainer`` that have ``self_play`` (None if none do).
+
+        Raises:
+            ConfigError: a self-play behavior without an opponent team (:func:`team_slots`).
+        """
+        spec: EnvSpec = trainer.spec
+        ck = trainer.cfg.checkpoint_settings
+        seed = trainer.cfg.env_settings.seed
+        ghosts = {}
+        for name, L in trainer.learners.items():
+            sp = L.settings.self_play
+            if sp is None:
+                continue
+            folder = Path(ck.results_dir) / ck.run_id / name / "snapshots"
+            sub_seed = None if seed < 0 else seed * 7919 + len(ghosts)
+            ghosts[name] = BehaviorGhost(L, sp, spec.turn_based, spec.env_id, spec.state_shape, folder, sub_seed)
+        return cls(ghosts) if ghosts else None
+
+    def begin_rollout(self, step: int) -> None:
+        for g in self.ghosts.values():
+            g.begin_rollout(step)
+
+    def act_opponents(self, behavior: str, arrays: dict[str, np.ndarray]) -> None:
+        g = self.ghosts.get(behavior)
+        if g is not None:
+            g.act_opponents(arrays)
+
+    def after_step(self, arrays: dict[str, np.ndarray], finished: list, step: int) -> None:
+        for g in self.ghosts.values():
+            g.after_step(arrays, finished, step)
+
+    def end_rollout(self, step: int) -> dict[str, dict[str, float]]:
+        return {name: g.end_rollout(step) for name, g in self.ghosts.items()}
+
+    def extra_state(self, behavior: str) -> dict:
+        """``{"elo": float, "selfplay": {...}}`` for a self-play behavior, else ``{}``."""
+        g = self.ghosts.get(behavior)
+        return {} if g is None else {"elo": g.elo, "selfplay": g.state()}
+
+    def load_extra(self, behavior: str, extra: dict) -> None:
+        g = self.ghosts.get(behavior)
+        if g is not None and extra:
+            g.load(extra.get("selfplay") or {"elo": extra.get("elo", g.elo)})
+
