@@ -201,6 +201,7 @@ class LeagueStore:
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self.engine = make_engine(url)
+        self._pid: dict[str, int] = {}
         if migrate:
             from league.migrations import upgrade
 
@@ -318,10 +319,12 @@ class LeagueStore:
         return False  # pragma: no cover
 
     def _insert(self, s: Session, r: MatchResult) -> bool:
-        if s.scalar(select(Match.id).where(Match.uid == r.uid)) is not None:
-            return False
+        # A repeated uid is refused by the UNIQUE constraint (IntegrityError -> False in record_match); player
+        # ids are cached (players are never deleted, only deactivated).
         names = {seat.player for seat in r.seats}
-        ids = dict(s.execute(select(Player.name, Player.id).where(Player.name.in_(names))).tuples().all())
+        if not names <= self._pid.keys():
+            self._pid.update(dict(s.execute(select(Player.name, Player.id).where(Player.name.in_(names))).all()))
+        ids = self._pid
         missing = sorted(names - ids.keys())
         if missing:
             raise UnknownPlayerError(f"match {r.uid}: unknown player(s) {', '.join(missing)}")
@@ -395,7 +398,7 @@ class LeagueStore:
                          n_matches: int) -> None:
         """Append one history row per player: ``ratings[name] = (rating, lower, upper)``."""
         with self.session() as s:
-            ids = dict(s.execute(select(Player.name, Player.id)).tuples().all())
+            ids = dict(s.execute(select(Player.name, Player.id)).all())
             now = utcnow()
             for name, (r, lo, hi) in ratings.items():
                 if name in ids:
