@@ -1,0 +1,59 @@
+"""Exporter for MAPPO / IPPO actors (:class:`marl.networks.Actor`).
+
+Agent id: the shared actor takes a one-hot agent id next to the observation. A Unity agent only
+feeds ``obs_i``, so the exported graph holds the id of one slot as a constant (``agent_slot``,
+default 0): every agent that runs the file acts as the policy's agent ``agent_slot``. With
+parameter sharing the policy is trained to act well from any slot, so slot 0 is the default
+brain for a behavior; ``marl-export --all-slots`` writes one file per slot for scenes whose
+agents play distinct roles.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from marl.export.registry import ExportError, ExportPlan, register_exporter
+
+
+class ActorCore(nn.Module):
+    """``Actor`` with the agent id fixed to ``agent_slot``: ``obs [B, obs_size] -> (logits, mean, log_std, None)``.
+
+    The id row is added as ``obs[:, :1] * 0 + id`` (broadcast, no ``Expand``), ML-Agents' trick
+    for runtimes without runtime broadcasting of batch sizes. The observation normaliser, if the
+    actor has one, runs inside ``Actor.features`` and so is baked into the graph.
+    """
+
+    def __init__(self, actor: nn.Module, agent_slot: int):
+        super().__init__()
+        self.actor = actor
+        n = actor.n_agents
+        one_hot = torch.zeros(1, n)
+        if n:
+            one_hot[0, agent_slot] = 1.0
+        self.register_buffer("agent_id", one_hot)
+
+    def forward(self, obs: torch.Tensor, memory: torch.Tensor | None = None):
+        ids = obs[:, :1] * 0.0 + self.agent_id
+        h = self.actor.features(obs, ids)
+        logits = self.actor.logits(h) if self.actor.logits is not None else None
+        mean = self.actor.mu(h) if self.actor.mu is not None else None
+        return logits, mean, self.actor.log_std, None
+
+
+@register_exporter("mappo", "ippo")
+def export_ppo(payload: dict, agent_slot: int) -> ExportPlan:
+    """Plan for a PPO-family checkpoint (``payload["trainer"]["actor"]`` is the actor state dict).
+
+    Raises:
+        ExportError: the actor state does not match the behavior spec / network settings.
+    """
+    from marl.inference import TorchActorPolicy
+
+    try:
+        policy = TorchActorPolicy(payload, Path(f"<{payload.get('behavior', '?')} checkpoint>"))
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ExportError(f"actor state does not match its behavior spec ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return ExportPlan(core=ActorCore(policy.actor, agent_slot), spec=policy.spec, reference=policy)
