@@ -365,3 +365,13 @@ def test_checkpoint_manager_writes_onnx_beside_checkpoints(tmp_path):
     for p in (tmp_path / "agent" / "agent-500.onnx", tmp_path / "agent" / "agent-1000.onnx", tmp_path / "agent.onnx"):
         assert load_policy(p).metadata["marl.behavior"] == "agent"
     assert load_policy(tmp_path / "agent.onnx").metadata["marl.step"] == "1000"
+
+
+def test_export_leaves_the_trainers_random_stream_alone():
+    """Tracing samples (randn_like, multinomial); a checkpoint export must not shift training's RNG."""
+    payload, _ = make_actor_payload(hybrid((3,), 2))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    export_bytes(payload)
+    assert torch.equal(torch.rand(3), expected)

@@ -2,8 +2,26 @@
 
 ``export_checkpoint(payload, path)`` turns a checkpoint dict into ``<Behavior>.onnx`` that a
 designer drops on an agent's Behavior Parameters; :class:`OnnxPolicy` (``marl.export.onnx_policy``)
-plays such a file through the :class:`marl.inference.Policy` contract. Trainer types plug in with
-:func:`register_exporter` (see :mod:`marl.export.registry`).
+plays such a file through the :class:`marl.inference.Policy` contract. The tensor contract is in
+:mod:`marl.export.graph`; every export is checked in onnxruntime against the torch policy before
+it is written.
+
+Agent ids. Our shared actors take a one-hot agent id; a Unity agent feeds only ``obs_i``. The
+exported graph therefore holds the id of ONE slot as a constant (``agent_slot``, default 0;
+``marl-export --agent-slot N``): every agent that runs the file acts as the policy's agent N.
+Parameter sharing trains one policy to act from every slot, so slot 0 is the default brain of a
+behavior (what ``marl-learn`` writes); for scenes whose agents play distinct roles,
+``marl-export --all-slots`` also writes ``<name>_agent<i>.onnx`` per slot.
+
+Adding a trainer type. Register ``fn(payload, agent_slot) -> ExportPlan`` with
+``@register_exporter("qmix", "vdn")`` in the module listed for that type in
+:data:`marl.export.registry.EXPORTER_MODULES` (imported on first use). The plan's ``core`` is an
+``nn.Module`` ``core(obs [B, obs_size], memory [B, M] | None) -> (scores [B, sum(branches)] |
+None, gaussian mean [B, n_cont] | None, log_std | None, new memory [B, M] | None)`` with the agent
+id fixed inside (``obs[:, :1] * 0 + one_hot_row``) and opset-9-exportable ops; ``memory_size=M``
+adds ``recurrent_in`` / ``recurrent_out`` ``[batch, 1, M]``; ``stochastic=False`` makes the
+sampled outputs greedy (value-based agents); ``reference`` is the trainer's own greedy torch
+:class:`marl.inference.Policy` (``hidden=None`` must mean a zero state, as in Unity).
 """
 from __future__ import annotations
 

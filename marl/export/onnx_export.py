@@ -233,7 +233,8 @@ def export_bytes(payload: dict, agent_slot: int = 0, check: bool = True) -> Expo
         ExportError: unknown trainer type, bad slot, export failure or verification mismatch.
     """
     t0 = time.perf_counter()
-    with single_thread_torch():
+    # tracing runs randn_like / multinomial: keep the caller's (the trainer's) torch RNG stream intact
+    with single_thread_torch(), torch.random.fork_rng(devices=[]):
         graph, plan = build_graph(payload, agent_slot)
         data = _with_metadata(_to_onnx(graph), payload, plan, agent_slot)
         worst = verify(data, graph, plan, agent_slot) if check else 0.0
