@@ -50,12 +50,9 @@ from typing import Any, TextIO
 import grpc
 import numpy as np
 from mlagents_envs.communicator_objects.agent_info_pb2 import AgentInfoProto
-from mlagents_envs.communicator_objects.brain_parameters_pb2 import ActionSpecProto, BrainParametersProto
 from mlagents_envs.communicator_objects.capabilities_pb2 import UnityRLCapabilitiesProto
 from mlagents_envs.communicator_objects.header_pb2 import HeaderProto
-from mlagents_envs.communicator_objects.observation_pb2 import ObservationProto
 from mlagents_envs.communicator_objects.unity_message_pb2 import UnityMessageProto
-from mlagents_envs.communicator_objects.unity_output_pb2 import UnityOutputProto
 from mlagents_envs.communicator_objects.unity_to_external_pb2_grpc import UnityToExternalProtoStub
 from mlagents_envs.side_channel.incoming_message import IncomingMessage
 from mlagents_envs.side_channel.outgoing_message import OutgoingMessage
@@ -153,6 +150,7 @@ class StandinPlayer:
         self.episode_steps = 0
         self.goals_at_start = np.zeros(2, np.int64)
         self.outgoing = bytearray()
+        self._vector_name = "VectorSensor_size16"
 
     # ------------------------------------------------------------------------------ side channels
     def _read_side_channels(self, data: bytes) -> None:
@@ -196,45 +194,48 @@ class StandinPlayer:
         self.outgoing += uuid.UUID(STATS_CHANNEL).bytes_le + struct.pack("<i", len(m.buffer)) + m.buffer
 
     # ------------------------------------------------------------------------------ observations
-    def _observations(self, k: int, ob: Any) -> list:
+    def _fill_observations(self, info: AgentInfoProto, ob: Any) -> None:
+        """Append the agent's sensors to ``info`` in sensor-name order (camera, then vector)."""
         vec = ob[1] if self.args.visual else ob
-        out = []
         if self.args.visual:
             img = ob[0]  # CHW float in {0, 1}
             hwc = self.args.visual_layout == "hwc"
-            shape = [img.shape[1], img.shape[2], img.shape[0]] if hwc else list(img.shape)
-            dims = [2, 2, 1] if hwc else [1, 2, 2]
-            o = ObservationProto(shape=shape, dimension_properties=dims, name="CameraSensor")
+            o = info.observations.add(name="CameraSensor")
+            o.shape.extend([img.shape[1], img.shape[2], img.shape[0]] if hwc else list(img.shape))
+            o.dimension_properties.extend([2, 2, 1] if hwc else [1, 2, 2])
             if self.args.uncompressed_visual:
                 o.compression_type = 0
                 data = img.transpose(1, 2, 0) if hwc else img
                 o.float_data.data.extend(np.ascontiguousarray(data).reshape(-1).tolist())
             else:
-
                 buf = io.BytesIO()
                 Image.fromarray((img.transpose(1, 2, 0) * 255).astype(np.uint8), "RGB").save(buf, "PNG")
                 o.compression_type = 1
                 o.compressed_data = buf.getvalue()
                 o.compressed_channel_mapping.extend([0, 1, 2])
-            out.append(o)
-        v = ObservationProto(shape=[vec.shape[0]], dimension_properties=[1], name=f"VectorSensor_size{vec.shape[0]}")
+        v = info.observations.add(name=self._vector_name)
+        v.shape.append(vec.shape[0])
+        v.dimension_properties.append(1)
         v.float_data.data.extend(vec.tolist())
-        out.append(v)
-        return out
 
     def _mask(self, vec: np.ndarray) -> list[bool]:
         """Unity's action mask (true = masked), flat over branches [3, 3, 3]."""
         far = float(np.hypot(vec[4], vec[5])) > 0.09
         return [False] * 7 + [far, far]
 
-    def _info(self, k: int, ob: Any, done: bool, max_step: bool):
-        info = AgentInfoProto(reward=float(self.acc_reward[k]), done=done, max_step_reached=max_step, id=k,
-                              group_id=1 + k // 2, group_reward=float(self.acc_group[k]))
-        info.observations.extend(self._observations(k, ob))
+    def _fill_info(self, info: AgentInfoProto, k: int, ob: Any, done: bool, max_step: bool,
+                   reward: float, group_reward: float) -> None:
+        info.reward, info.group_reward, info.done, info.max_step_reached = reward, group_reward, done, max_step
+        info.id, info.group_id = k, 1 + k // 2
+        self._fill_observations(info, ob)
         if self.args.mask_kicks and not done:
             info.action_mask.extend(self._mask(ob[1] if self.args.visual else ob))
+
+    def _take_reward(self, k: int) -> tuple[float, float]:
+        """Reward and group reward accumulated since the agent's last info (then cleared)."""
+        r, g = float(self.acc_reward[k]), float(self.acc_group[k])
         self.acc_reward[k] = self.acc_group[k] = 0.0
-        return info
+        return r, g
 
     # ------------------------------------------------------------------------------ game flow
     def _start_episode(self) -> dict:
@@ -253,28 +254,32 @@ class StandinPlayer:
         self._send_stat("SoccerTwos/Episode Length", self.episode_steps, 0)
         self._send_stat("SoccerTwos/ball_touch", self.game.ball_touch, 1)
 
-    def _output(self, terminal: list, decisions: dict):
-        """``UnityOutputProto`` with terminal infos first, then decision requests."""
-        out = UnityOutputProto()
+    def _output(self, terminal: list, decisions: dict) -> UnityMessageProto:
+        """The message to send: terminal infos first, then decision requests, brain parameters of
+        behaviors not announced yet, and queued side-channel data. Built in place (python protobuf
+        copies on ``append`` / ``CopyFrom``)."""
+        msg = UnityMessageProto(header=HeaderProto(status=200))
+        out = msg.unity_output
         self.deciders = {b: [] for b in BEHAVIORS}
-        for k, info in terminal:
-            out.rl_output.agentInfos[BEHAVIORS[k // 2]].value.append(info)
+        infos = out.rl_output.agentInfos
+        for k, ob, max_step, r, g in terminal:
+            self._fill_info(infos[BEHAVIORS[k // 2]].value.add(), k, ob, True, max_step, r, g)
         for k in range(4):
             if AGENTS[k] in decisions:
-                out.rl_output.agentInfos[BEHAVIORS[k // 2]].value.append(
-                    self._info(k, decisions[AGENTS[k]], False, False))
+                self._fill_info(infos[BEHAVIORS[k // 2]].value.add(), k, decisions[AGENTS[k]], False, False,
+                                *self._take_reward(k))
                 self.deciders[BEHAVIORS[k // 2]].append(k)
         for b in BEHAVIORS:
-            if b not in self.sent_brains and len(out.rl_output.agentInfos[b].value):
-                bp = BrainParametersProto(brain_name=b, is_training=True,
-                                          action_spec=ActionSpecProto(num_discrete_actions=3, discrete_branch_sizes=[3, 3, 3]))
-                out.rl_initialization_output.brain_parameters.append(bp)
+            if b not in self.sent_brains and len(infos[b].value):
+                bp = out.rl_initialization_output.brain_parameters.add(brain_name=b, is_training=True)
+                bp.action_spec.num_discrete_actions = 3
+                bp.action_spec.discrete_branch_sizes.extend([3, 3, 3])
                 self.sent_brains.add(b)
         out.rl_output.side_channel = bytes(self.outgoing)
         self.outgoing = bytearray()
-        return out
+        return msg
 
-    def _step(self, rl_input) -> Any:
+    def _step(self, rl_input) -> UnityMessageProto:
         actions = {}
         for b, ids in self.deciders.items():
             acts = rl_input.agent_actions[b].value if b in rl_input.agent_actions else []
@@ -288,10 +293,9 @@ class StandinPlayer:
             self.acc_reward[k] += info["individual_reward"]
             self.acc_group[k] += info["group_reward"]
         terminal = []
-        for a in AGENTS:
+        for k, a in enumerate(AGENTS):
             if term.get(a) or trunc.get(a):
-                k = AGENTS.index(a)
-                terminal.append((k, self._info(k, obs.pop(a), True, bool(trunc.get(a)) and not term.get(a))))
+                terminal.append((k, obs.pop(a), bool(trunc.get(a)) and not term.get(a), *self._take_reward(k)))
         if not self.game.alive.any():
             self._end_episode_stats()
             obs = self._start_episode()
@@ -309,13 +313,11 @@ class StandinPlayer:
             return 1
         stub = UnityToExternalProtoStub(channel)
 
-        def exchange(output) -> Any:
-            msg = UnityMessageProto(header=HeaderProto(status=200))
-            if output is not None:
-                msg.unity_output.CopyFrom(output)
+        def exchange(msg: UnityMessageProto) -> Any:
             return stub.Exchange(msg)
 
-        init = UnityOutputProto()
+        hello = UnityMessageProto(header=HeaderProto(status=200))
+        init = hello.unity_output
         init.rl_initialization_output.name = "SoccerTwos (marl-unity-standin)"
         init.rl_initialization_output.communication_version = API_VERSION
         init.rl_initialization_output.package_version = PACKAGE_VERSION
@@ -323,7 +325,7 @@ class StandinPlayer:
             baseRLCapabilities=True, concatenatedPngObservations=True, compressedChannelMapping=True,
             hybridActions=True, trainingAnalytics=True, variableLengthObservation=True, multiAgentGroups=True))
         try:
-            reply = exchange(init)
+            reply = exchange(hello)
             ini = reply.unity_input.rl_initialization_input
             if ini.communication_version.split(".")[0] != API_VERSION.split(".")[0]:
                 self.log(f"Incompatible communication version {ini.communication_version}")
@@ -331,7 +333,7 @@ class StandinPlayer:
             self.game.reset(seed=int(ini.seed))
             self.log(f"Connected: trainer {ini.package_version}, communication {ini.communication_version}, "
                      f"seed {ini.seed}")
-            message = exchange(None)
+            message = exchange(UnityMessageProto(header=HeaderProto(status=200)))
             while True:
                 if message.header.status != 200:
                     self.log("Trainer closed the connection; quitting.")
@@ -373,3 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_watch_parent, daemon=True).start()
     code = StandinPlayer(args).run()
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
