@@ -169,3 +169,28 @@ def test_restart_limiter_lifetime_and_rate():
     for _ in range(50):
         assert free.allowed()
         free.record()
+
+
+def test_action_and_observation_spaces_for_every_action_kind():
+    from gymnasium import spaces
+
+    from envs.unity.env import UnityParallelEnv, _action_space, _obs_space
+
+    vec = [ObservationSpec((8,), (DimensionProperty.NONE,), ObservationType.DEFAULT, "v")]
+    assert _action_space(BehaviorSpec(vec, ActionSpec(2, ()))) == spaces.Box(-1.0, 1.0, (2,), np.float32)
+    assert _action_space(BehaviorSpec(vec, ActionSpec(0, (4,)))) == spaces.Discrete(4)
+    assert _action_space(BehaviorSpec(vec, ActionSpec(0, (3, 2)))) == spaces.MultiDiscrete([3, 2])
+    hybrid = _action_space(BehaviorSpec(vec, ActionSpec(2, (3, 2))))
+    assert hybrid == spaces.Tuple((spaces.MultiDiscrete([3, 2]), spaces.Box(-1.0, 1.0, (2,), np.float32)))
+    hwc = ObservationSpec((5, 7, 3), (DimensionProperty.TRANSLATIONAL_EQUIVARIANCE,
+                                      DimensionProperty.TRANSLATIONAL_EQUIVARIANCE, DimensionProperty.NONE),
+                          ObservationType.DEFAULT, "cam")
+    assert _obs_space(BehaviorSpec([hwc] + vec, ActionSpec(1, ()))) == spaces.Tuple(
+        (spaces.Box(0.0, 1.0, (3, 5, 7), np.float32), spaces.Box(-np.inf, np.inf, (8,), np.float32)))
+    # a hybrid action for slot 1: discrete part to the int array, continuous part clipped to [-1, 1]
+    env = object.__new__(UnityParallelEnv)
+    env._act_spaces = {"B": hybrid}
+    d, c = np.zeros((2, 2), np.int32), np.zeros((2, 2), np.float32)
+    env._to_action("B", (np.array([2, 1]), np.array([0.5, 7.0])), d, c, 1)
+    np.testing.assert_array_equal(d, [[0, 0], [2, 1]])
+    np.testing.assert_allclose(c, [[0, 0], [0.5, 1.0]])
