@@ -88,13 +88,27 @@ def _payload(trainer, cfg: RunConfig, spec, behavior: str, step: int, extra: dic
             "trainer": trainer.state_dict(behavior), "extra": extra}
 
 
-def _exporter():
-    """The ONNX exporter (``marl.export``), or None when it is unavailable."""
+def _exporter(console=None):
+    """The ONNX exporter (``marl.export``) wrapped so that a failed export warns instead of
+    stopping training (the ``.pt`` checkpoint is always written first); None when unavailable."""
     try:
-        from marl.export import export_checkpoint
+        from marl.export import ExportError, export_checkpoint
     except ImportError:
         return None
-    return export_checkpoint
+
+    def export(payload: dict, path) -> None:
+        try:
+            export_checkpoint(payload, path)
+        except ExportError as exc:
+            msg = f"[WARNING] ONNX export to {path} skipped: {exc}"
+            if console is not None:
+                console.print(msg, markup=False, highlight=False, soft_wrap=True)
+            else:
+                import warnings
+
+                warnings.warn(msg)
+
+    return export
 
 
 def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, tensorboard: bool = True) -> dict:
@@ -154,7 +168,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     next_ckpt = {b: (step // interval[b] + 1) * interval[b] for b in spec.names}
     reporter = StatsReporter(run_dir, {b: cfg.behavior_settings(b).summary_freq for b in spec.names},
                              tensorboard=tensorboard, console=console, start_step=step)
-    exporter = _exporter()
+    exporter = _exporter(console)
     t_env = t_update = 0.0
     t0 = time.time()
     venv = VecEnv(factory, spec, es.num_envs, es.num_areas, seed=seed)

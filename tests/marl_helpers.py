@@ -9,7 +9,7 @@ from marl.config import parse_config
 def coordination_config(tmp_path, run_id="t", max_steps=6000, **behavior) -> dict:
     """A MAPPO config dict on ``envs.games.coordination`` (2 agents, 5-step episodes) in ``tmp_path``."""
     b = {"trainer_type": "mappo",
-         "hyperparameters": {"buffer_size": 400, "batch_size": 200, "num_epoch": 6, "learning_rate": 0.003,
+         "hyperparameters": {"buffer_size": 800, "batch_size": 400, "num_epoch": 4, "learning_rate": 0.003,
                              "learning_rate_schedule": "constant", "beta": 0.01},
          "network_settings": {"hidden_units": 32, "num_layers": 2},
          "max_steps": max_steps, "summary_freq": 1000, "checkpoint_interval": 2000, "keep_checkpoints": 2}
