@@ -67,7 +67,52 @@ class PPOHyperparameters(_Strict):
         return self
 
 
-HYPERPARAMETERS: dict[str, type[BaseModel]] = {"mappo": PPOHyperparameters, "ippo": PPOHyperparameters}
+class QMIXHyperparameters(_Strict):
+    """QMIX / VDN hyperparameters (Rashid et al. 2018; Sunehag et al. 2018). Defaults are pymarl's
+    (oxwhirl/pymarl ``qmix.yaml``) with the pymarl2 fine-tuning (hijkzzz/pymarl2: Adam, lr 1e-3).
+
+    Units: ``buffer_size`` and ``batch_size`` are *episodes* (whole, padded episodes; an episode
+    longer than ``max_episode_length`` is stored as several segments); ``epsilon_anneal_steps`` is
+    env steps (summed over env copies); ``target_update_interval`` is gradient updates;
+    ``update_interval`` is finished episodes per gradient update (pymarl: one update per
+    ``batch_size_run`` episodes).
+    """
+
+    buffer_size: int = Field(5000, gt=0, description="replay capacity in episodes")
+    batch_size: int = Field(32, gt=0, description="episodes per gradient update")
+    learning_rate: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    gamma: float | None = Field(None, ge=0, le=1, description="defaults to reward_signals.extrinsic.gamma")
+    target_update_interval: int = Field(200, gt=0, description="hard target-network copy every N updates")
+    target_update_tau: float | None = Field(None, gt=0, le=1, description="soft (Polyak) update instead of hard")
+    epsilon_start: float = Field(1.0, ge=0, le=1)
+    epsilon_finish: float = Field(0.05, ge=0, le=1)
+    epsilon_anneal_steps: int = Field(50000, ge=0, description="env steps of linear annealing")
+    double_q: bool = True
+    td_lambda: float = Field(0.0, ge=0, le=1, description="0 = one-step targets; pymarl2 uses 0.6")
+    mixing_embed_dim: int = Field(32, gt=0)
+    hypernet_embed: int = Field(64, gt=0)
+    hypernet_layers: int = Field(2, ge=1, le=2)
+    rnn_hidden_dim: int = Field(64, gt=0)
+    max_grad_norm: float = Field(10.0, gt=0)
+    obs_last_action: bool = True
+    obs_agent_id: bool = True
+    update_interval: int = Field(1, gt=0, description="finished episodes per gradient update")
+    team_reward: Literal["mean", "sum"] = "mean"
+    max_episode_length: int | None = Field(None, gt=0, description="None = store whole episodes of any length")
+    save_replay_buffer: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "QMIXHyperparameters":
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size} episodes) must be <= buffer_size ({self.buffer_size} episodes)")
+        if self.epsilon_finish > self.epsilon_start:
+            raise ValueError(f"epsilon_finish ({self.epsilon_finish}) must be <= epsilon_start ({self.epsilon_start})")
+        return self
+
+
+HYPERPARAMETERS: dict[str, type[BaseModel]] = {"mappo": PPOHyperparameters, "ippo": PPOHyperparameters,
+                                               "qmix": QMIXHyperparameters, "vdn": QMIXHyperparameters}
 """trainer_type -> hyperparameter model; trainers register theirs here (QMIX/VDN do)."""
 
 TRAINER_ALIASES = {"ppo": "ippo", "poca": "mappo"}

@@ -66,7 +66,15 @@ class TorchActorPolicy(Policy):
         return (None if d is None else d.numpy(), None if c is None else (torch.clamp(c, -3, 3) / 3).numpy(), None)
 
 
-LOADERS: dict[str, Callable[[dict, Path], Policy]] = {"mappo": TorchActorPolicy, "ippo": TorchActorPolicy}
+def _q_policy(ck: dict, path: Path) -> Policy:
+    """QMIX/VDN checkpoints: a greedy policy on the GRU agent Q-network (:class:`marl.algos.qmix.QPolicy`)."""
+    from marl.algos.qmix import QPolicy
+
+    return QPolicy(ck, path)
+
+
+LOADERS: dict[str, Callable[[dict, Path], Policy]] = {"mappo": TorchActorPolicy, "ippo": TorchActorPolicy,
+                                                      "qmix": _q_policy, "vdn": _q_policy}
 
 
 def load_policy(path: str | Path, behavior: str | None = None) -> Policy:

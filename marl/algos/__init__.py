@@ -18,6 +18,8 @@ from marl.config import ConfigError
 TRAINERS: dict[str, str] = {
     "mappo": "marl.algos.mappo:PPOTrainer",
     "ippo": "marl.algos.mappo:PPOTrainer",
+    "qmix": "marl.algos.qmix:QMIXTrainer",
+    "vdn": "marl.algos.qmix:QMIXTrainer",
 }
 
 
