@@ -571,3 +571,84 @@ class QPolicy(Policy):
         hidden = np.array(hidden, copy=True)
         hidden[np.asarray(rows, bool)] = 0.0
         return hidden
+
+
+# ------------------------------------------------------------------------------------ ONNX export
+class QCore(nn.Module):
+    """The agent Q-network as an ONNX policy core for :class:`marl.export.graph.UnityPolicyGraph`.
+
+    ``forward(obs [B, O], memory [B, M], mask [B, n] | None) -> (Q [B, n], None, None, memory_out)``.
+    The GRU cell is written out with ``Linear``/``sigmoid``/``tanh`` (opset 9, no ``GRU`` op;
+    PyTorch's gate order r, z, n). ``memory`` is the GRU state, followed by the one-hot of the
+    previous *masked greedy* action when the network takes it (``M = hidden + n`` then, else
+    ``hidden``); ``takes_mask = True`` asks the graph for the mask so that action is the one the
+    graph outputs. The agent id is a constant (``agent_slot``).
+    """
+
+    takes_mask = True
+
+    def __init__(self, net: AgentQNetwork, arch: dict, agent_slot: int):
+        super().__init__()
+        self.H, self.n = int(arch["rnn_hidden_dim"]), int(arch["n_actions"])
+        self.last_action, self.use_id = bool(arch["obs_last_action"]), bool(arch["obs_agent_id"])
+        self.fc1, self.fc2 = copy.deepcopy(net.fc1), copy.deepcopy(net.fc2)
+        self.w_ih = nn.Linear(net.rnn.input_size, 3 * self.H)
+        self.w_hh = nn.Linear(self.H, 3 * self.H)
+        with torch.no_grad():
+            self.w_ih.weight.copy_(net.rnn.weight_ih_l0)
+            self.w_ih.bias.copy_(net.rnn.bias_ih_l0)
+            self.w_hh.weight.copy_(net.rnn.weight_hh_l0)
+            self.w_hh.bias.copy_(net.rnn.bias_hh_l0)
+        one_hot = torch.zeros(1, int(arch["n_agents"]))
+        one_hot[0, agent_slot] = 1.0
+        self.register_buffer("agent_id", one_hot)
+        self.register_buffer("actions", torch.arange(self.n).view(1, -1))
+        self.memory_size = self.H + (self.n if self.last_action else 0)
+
+    def forward(self, obs: torch.Tensor, memory: torch.Tensor | None, mask: torch.Tensor | None = None):
+        H = self.H
+        h = memory[:, :H]
+        parts = [obs]
+        if self.last_action:
+            parts.append(memory[:, H:])
+        if self.use_id:
+            parts.append(obs[:, :1] * 0.0 + self.agent_id)
+        x = F.relu(self.fc1(torch.cat(parts, 1)))
+        gi, gh = self.w_ih(x), self.w_hh(h)
+        r = torch.sigmoid(gi[:, :H] + gh[:, :H])
+        z = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        h_new = (1.0 - z) * n + z * h
+        q = self.fc2(h_new)
+        if not self.last_action:
+            return q, None, None, h_new
+        scores = q if mask is None else q * mask - 1e8 * (1.0 - mask)
+        a = torch.argmax(scores, dim=1, keepdim=True)
+        return q, None, None, torch.cat([h_new, (self.actions == a).float()], 1)
+
+
+def _register_exporter() -> None:
+    try:
+        from marl.export.registry import ExportError, ExportPlan, register_exporter
+    except ImportError:  # marl.export not available: checkpoints still train and evaluate
+        return
+
+    @register_exporter("qmix", "vdn")
+    def export_q(payload: dict, agent_slot: int) -> ExportPlan:
+        """Plan for a QMIX/VDN checkpoint: the greedy agent network of slot ``agent_slot``.
+
+        Raises:
+            ExportError: the checkpoint's agent network does not match its behavior spec.
+        """
+        from marl.checkpoint import CheckpointError
+
+        try:
+            policy = QPolicy(payload, Path(f"<{payload.get('behavior', '?')} checkpoint>"))
+        except (CheckpointError, TypeError, ValueError) as exc:
+            raise ExportError(str(exc)) from None
+        core = QCore(policy.net, policy.arch, agent_slot).eval()
+        return ExportPlan(core=core, spec=policy.spec, reference=policy, memory_size=core.memory_size,
+                          stochastic=False)
+
+
+_register_exporter()
