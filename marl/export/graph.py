@@ -139,7 +139,9 @@ class UnityPolicyGraph(nn.Module):
         if self.branches:
             mask, i = inputs[i], i + 1
         memory = torch.flatten(inputs[i], 1) if self.memory_size else None
-        logits, mean, log_std, memory_out = self.core(flat, memory)
+        # a core with ``takes_mask = True`` also gets the mask (QMIX/VDN keep the masked greedy action in memory)
+        logits, mean, log_std, memory_out = (self.core(flat, memory, mask) if getattr(self.core, "takes_mask", False)
+                                             else self.core(flat, memory))
         out: list[torch.Tensor] = [self.version_number, self.memory_size_vector]
         if self.continuous_size:
             det = torch.clamp(mean, -3, 3) / 3
@@ -169,7 +171,7 @@ class UnityPolicyGraph(nn.Module):
 
     def masked_scores(self, obs: torch.Tensor, mask: torch.Tensor | None, memory: torch.Tensor | None) -> torch.Tensor | None:
         """The masked logits ``[B, sum(branches)]`` the graph takes the argmax of (for tie checks)."""
-        logits, _, _, _ = self.core(obs, memory)
+        logits, _, _, _ = self.core(obs, memory, mask) if getattr(self.core, "takes_mask", False) else self.core(obs, memory)
         if logits is None or mask is None:
             return logits
         return logits * mask - 1e8 * (1.0 - mask)
