@@ -117,7 +117,9 @@ def _concurrent_load(url: str, n_results: int, n_workers: int = 8) -> None:
         own = uids[w * chunk:(w + 1) * chunk] if w < n_workers - 1 else uids[w * chunk:]
         nxt = uids[((w + 1) % n_workers) * chunk:][: chunk // 10]
         parts.append(own + nxt)
-    ctx = mp.get_context("spawn")
+    # fork: workers start in milliseconds (spawn re-imports everything, slow on a loaded 2-core box); each
+    # worker opens its own engine in write_load, and the parent's pooled connections are dropped first.
+    ctx = mp.get_context("fork")
     with ctx.Pool(n_workers) as pool:
         out = pool.starmap(write_load, [(url, parts[w], PLAYERS, w, 7) for w in range(n_workers)])
     written = sum(o[0] for o in out)
@@ -128,6 +130,7 @@ def _concurrent_load(url: str, n_results: int, n_workers: int = 8) -> None:
 
 
 def test_concurrent_sqlite_writers_lose_and_duplicate_nothing(sqlite_store):
+    sqlite_store.engine.dispose()
     uids = _concurrent_load(sqlite_store.url, 400)
     stored = sqlite_store.match_uids()
     assert len(stored) == len(set(stored)) == 400 and set(stored) == set(uids)
@@ -136,6 +139,7 @@ def test_concurrent_sqlite_writers_lose_and_duplicate_nothing(sqlite_store):
 
 
 def test_concurrent_postgres_writers_lose_and_duplicate_nothing(pg_store):
+    pg_store.engine.dispose()
     uids = _concurrent_load(pg_store.url, 400)
     stored = pg_store.match_uids()
     assert len(stored) == len(set(stored)) == 400 and set(stored) == set(uids)
