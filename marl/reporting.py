@@ -36,7 +36,8 @@ class StatsReporter:
         self.scalars: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))  # last 100 episodes' per-agent mean
         self.next_summary = {b: (start_step // f + 1) * f for b, f in summary_freq.items()}
-        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        # (step, mean per-agent return since the last summary, mean over the last 100 episodes)
+        self.history: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
         self._writers = {}
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -44,7 +45,8 @@ class StatsReporter:
             self._writers = {b: SummaryWriter(str(self.run_dir / b)) for b in summary_freq}
 
     def add_episode(self, stats) -> None:
-        """Record one finished episode (:class:`envs.adapter.EpisodeStats`)."""
+        """Record one finished episode (:class:`envs.adapter.EpisodeStats`), with its env stats."""
+        self.add_env_stats(stats)
         for b, returns in stats.returns.items():
             r = returns[~np.isnan(returns)]
             if r.size == 0 or b not in self.freq:
@@ -52,6 +54,21 @@ class StatsReporter:
             self.rewards[b].extend(r.tolist())
             self.lengths[b].append(stats.length)
             self.recent[b].append(float(r.mean()))
+
+    def add_env_stats(self, stats) -> None:
+        """Unity Stats side-channel values of a finished episode (``info["unity_stats"]``:
+        ``(key, value, aggregation)`` tuples, aggregation 0 average | 1 most recent | 2 sum |
+        3 histogram). Each is logged under its own key for every behavior: averages and
+        histograms are averaged over the summary period, most-recent keeps the last value, sums add up."""
+        for key, value, agg in stats.info.get("unity_stats", ()) if isinstance(stats.info, dict) else ():
+            for b in self.freq:
+                if int(agg) == 1:
+                    self.scalars[b][key] = [float(value)]
+                elif int(agg) == 2:
+                    vals = self.scalars[b][key]
+                    vals[:] = [sum(vals) + float(value)]
+                else:
+                    self.scalars[b][key].append(float(value))
 
     def add_scalars(self, behavior: str, scalars: dict[str, float]) -> None:
         for k, v in scalars.items():
@@ -76,7 +93,7 @@ class StatsReporter:
         lengths = self.lengths.pop(b, [])
         if rewards:
             mean, std = float(np.mean(rewards)), float(np.std(rewards))
-            self.history[b].append((step, mean))
+            self.history[b].append((step, mean, self.last_100_mean(b)))
             if w:
                 w.add_scalar("Environment/Cumulative Reward", mean, step)
                 w.add_scalar("Environment/Episode Length", float(np.mean(lengths)), step)

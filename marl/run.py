@@ -124,7 +124,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     Returns:
         ``{"step": final env step, "seconds": wall time, "interrupted": bool,
         "last_100": {behavior: mean per-agent return of the last 100 episodes},
-        "history": {behavior: [(step, mean reward), ...]}}``.
+        "history": {behavior: [(step, mean reward since last summary, mean of last 100 episodes), ...]}}``.
 
     Raises:
         RunError / ConfigError / EnvError / CheckpointError: one-line problems for the user.
@@ -142,7 +142,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     if unknown:
         raise ConfigError(f"behaviors.{sorted(unknown)[0]}: the env '{env_id}' has no such behavior "
                           f"(it has: {', '.join(spec.names)})")
-    trainer = make_trainer(spec, cfg, es.num_envs * es.num_areas, device)
+    trainer = make_trainer(spec, cfg, es.num_envs * (1 if is_executable_path(env_id) else es.num_areas), device)
     status = TrainingStatus(run_dir)
     managers = {b: CheckpointManager(run_dir, b, cfg.behavior_settings(b).keep_checkpoints, status) for b in spec.names}
     step = 0
@@ -171,7 +171,9 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     exporter = _exporter(console)
     t_env = t_update = 0.0
     t0 = time.time()
-    venv = VecEnv(factory, spec, es.num_envs, es.num_areas, seed=seed)
+    # a Unity player holds its own training areas (--num-areas goes to the player), so one copy per worker
+    areas = 1 if is_executable_path(env_id) else es.num_areas
+    venv = VecEnv(factory, spec, es.num_envs, areas, seed=seed)
     interrupted = False
 
     def extra(b: str) -> dict:
