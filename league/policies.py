@@ -9,7 +9,8 @@ A registered player's ``policy`` is either a file path or a bot spec:
 * ``*.onnx``: a brain in the ML-Agents contract (DESIGN.md section 5): inputs ``obs_0..obs_{n-1}`` float32
   ``[batch, ...]`` and ``action_masks`` float32 ``[batch, n_actions]`` (1 = allowed); output
   ``deterministic_discrete_actions`` int64 ``[batch, n_branches]`` (or ``deterministic_continuous_actions``);
-* ``*.pt``: a trainer checkpoint, loaded lazily through ``marl.inference.load_policy`` (the trainer's module).
+* ``*.pt``: a trainer checkpoint, loaded lazily through ``marl.inference.load_policy`` (the trainer's module;
+  see :class:`CheckpointPlayer`).
 
 Every player implements :class:`PolicyPlayer`: ``reset(seed)`` before a match, ``act(turn)`` per decision.
 """
@@ -235,6 +236,12 @@ class OnnxPlayer:
 class CheckpointPlayer:
     """A trainer checkpoint (``.pt``) through ``marl.inference.load_policy`` (imported on first use).
 
+    The trainer's contract (``marl/inference.py``): ``policy.act(obs float32 [B, ...], agent_index int64 [B],
+    mask float32 [B, n] | None, hidden, deterministic=True) -> (discrete int64 [B, branches] | None,
+    continuous float32 [B, n] | None, hidden)``. ``agent_index`` is the agent's slot among the env agents of
+    its behavior (``player_1`` -> 1), modulo the policy's ``spec.n_agents``; recurrent state is kept per agent
+    for the match and cleared by :meth:`reset`.
+
     Raises:
         PolicyFileError: the trainer's inference module is not available or cannot load the file.
     """
@@ -252,17 +259,37 @@ class CheckpointPlayer:
         except Exception as exc:  # noqa: BLE001 - any loader failure is a bad file for the user
             raise PolicyFileError(f"policy file '{path}': cannot load checkpoint ({str(exc).splitlines()[0][:200]})") from None
         self.path = path
+        self.hidden: dict[str, Any] = {}
 
     def reset(self, seed: int) -> None:
-        """Nothing to reseed: actions are deterministic."""
+        """Forget recurrent state (actions are deterministic, nothing to reseed)."""
+        self.hidden.clear()
+
+    def _slot(self, turn: Turn) -> int:
+        from envs.registry import behavior_of
+
+        agents = list(getattr(turn.env, "possible_agents", [turn.agent]))
+        same = [a for a in agents if behavior_of(a) == behavior_of(turn.agent)]
+        slot = same.index(turn.agent) if turn.agent in same else 0
+        n = int(getattr(getattr(self.policy, "spec", None), "n_agents", 0) or 0)
+        return slot % n if n > 0 else slot
 
     def act(self, turn: Turn) -> Any:
-        """``Policy.act(obs float32 [1, ...], mask float32 [1, n] | None, deterministic=True) -> int64 [1, branches]``."""
+        """One deterministic action for ``turn.agent`` (int for one discrete branch, else an array)."""
         parts, mask = split_observation(turn.observation, turn.mask)
-        obs = parts[0][None] if len(parts) == 1 else [p[None] for p in parts]
+        obs = parts[0][None] if len(parts) == 1 else np.concatenate([p.reshape(-1) for p in parts])[None]
         m = None if mask is None else np.asarray(mask, np.float32).reshape(1, -1)
-        out = np.asarray(self.policy.act(obs, m, deterministic=True)).reshape(-1)
-        return int(out[0]) if out.size == 1 else out
+        try:
+            d, c, h = self.policy.act(obs, np.array([self._slot(turn)], np.int64), m, self.hidden.get(turn.agent),
+                                      deterministic=True)
+        except (RuntimeError, ValueError) as exc:
+            raise IncompatibleEnvError(f"policy '{self.path}' cannot act for env agent '{turn.agent}' "
+                                       f"(observation {list(parts[0].shape)}): {str(exc).splitlines()[0][:160]}") from None
+        self.hidden[turn.agent] = h
+        if d is not None:
+            out = np.asarray(d, np.int64).reshape(-1)
+            return int(out[0]) if out.size == 1 else out
+        return np.asarray(c, np.float32).reshape(-1)
 
 
 def parse_bot(spec: str) -> tuple[str, dict[str, str]]:
