@@ -297,7 +297,6 @@ class PPOTrainer:
         arrays = venv.arrays
         for L in self.learners.values():
             L.buffer.reset()
-        torch.set_num_threads(1)
         t = 0
         if self.selfplay is not None:  # self-play hook: team change / first opponent
             self.selfplay.begin_rollout(step)
@@ -315,7 +314,6 @@ class PPOTrainer:
             if all(L.buffer.count >= L.hp.buffer_size or L.buffer.t >= L.capacity for L in self.learners.values()):
                 break
         steps = t * self.E
-        torch.set_num_threads(max(1, torch.get_num_interop_threads()))
         logs = {}
         with torch.inference_mode():
             state = torch.from_numpy(arrays["state"].copy())
