@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 
-from envs.registry import EnvError, behavior_of, make_env, team_of
+from envs.registry import EnvError, apply_supersuit, behavior_of, make_env, team_of
 from envs.spec import ActionSpec, BehaviorSpec, EnvSpec
 
 
@@ -110,6 +110,7 @@ class ArrayEnv:
 
     Args:
         env_id, env_kwargs: passed to :func:`envs.registry.make_env` (or give ``env``).
+        supersuit: SuperSuit wrappers to apply (:func:`envs.registry.apply_supersuit`).
         out: dict of arrays laid out as :func:`envs.spec.array_layout`; allocated when ``None``.
         behavior_map: agent -> behavior overrides.
         env: an already-built env (for Unity adapters and tests).
@@ -120,8 +121,10 @@ class ArrayEnv:
 
     def __init__(self, env_id: str, env_kwargs: dict | None = None, out: dict[str, np.ndarray] | None = None,
                  behavior_map: dict[str, str] | None = None, env: AECEnv | ParallelEnv | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, supersuit: list | None = None):
         self.env = env if env is not None else make_env(env_id, env_kwargs)
+        if supersuit:
+            self.env = apply_supersuit(self.env, supersuit)
         self.turn_based = isinstance(self.env, AECEnv)
         self._reset_env(seed)
         self.spec = build_spec(env_id, self.env, behavior_map)

@@ -78,6 +78,36 @@ def make_env(env_id: str, kwargs: dict[str, Any] | None = None, *, prefer: str =
     return env
 
 
+SUPERSUIT_WRAPPERS = {"pad_observations_v0", "pad_action_space_v0", "agent_indicator_v0", "black_death_v3",
+                      "frame_stack_v1", "frame_stack_v2", "frame_skip_v0", "flatten_v0", "dtype_v0", "clip_reward_v0",
+                      "clip_actions_v0", "color_reduction_v0", "resize_v1", "reshape_v0", "normalize_obs_v0",
+                      "sticky_actions_v0", "delay_observations_v0", "max_observation_v0", "scale_actions_v0"}
+
+
+def apply_supersuit(env, wrappers: list, source: str = "env_settings.supersuit"):
+    """Apply SuperSuit wrappers in order (YAML ``env_settings.supersuit``).
+
+    Each item is a wrapper name (``pad_observations_v0``) or a one-key mapping
+    ``{frame_stack_v1: {stack_size: 4}}`` giving its keyword arguments. Typical uses: padding so
+    agents with different spaces can share a behavior (``pad_observations_v0``,
+    ``pad_action_space_v0``), frame stacking, reward clipping.
+
+    Raises:
+        EnvError: unknown wrapper or bad arguments (names the list index).
+    """
+    import supersuit
+
+    for i, item in enumerate(wrappers or []):
+        name, kwargs = (item, {}) if isinstance(item, str) else next(iter(item.items())) if isinstance(item, dict) and len(item) == 1 else (None, None)
+        if name not in SUPERSUIT_WRAPPERS:
+            raise EnvError(f"{source}[{i}]: unknown SuperSuit wrapper {item!r}; expected one of {sorted(SUPERSUIT_WRAPPERS)}")
+        try:
+            env = getattr(supersuit, name)(env, **(kwargs or {}))
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise EnvError(f"{source}[{i}]: {name}{kwargs or ''} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return env
+
+
 def behavior_of(agent: str) -> str:
     """Behavior name of a PettingZoo agent name.
 

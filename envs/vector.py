@@ -189,16 +189,17 @@ class VecEnv:
         self.close()
 
 
-def default_factory(env_id: str, env_kwargs: dict | None, behavior_map: dict | None = None):
+def default_factory(env_id: str, env_kwargs: dict | None, behavior_map: dict | None = None,
+                    supersuit: list | None = None):
     """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs)``."""
     import functools
 
-    return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map)
+    return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit)
 
 
-def _make_array_env(env_id: str, env_kwargs: dict | None, behavior_map: dict | None, index: int,
-                    out: dict | None) -> ArrayEnv:
-    return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map)
+def _make_array_env(env_id: str, env_kwargs: dict | None, behavior_map: dict | None, supersuit: list | None,
+                    index: int, out: dict | None) -> ArrayEnv:
+    return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map, supersuit=supersuit)
 
 
 def cpu_count() -> int:

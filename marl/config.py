@@ -195,12 +195,14 @@ class BehaviorSettings(_Strict):
 
 
 class EnvSettings(_Strict):
-    """``env_settings`` (ML-Agents) plus ``env_kwargs`` and ``behavior_map`` for PettingZoo envs."""
+    """``env_settings`` (ML-Agents) plus, for PettingZoo envs, ``env_kwargs``, ``behavior_map`` and
+    ``supersuit`` (SuperSuit wrappers applied in order, e.g. ``[pad_observations_v0]``)."""
 
     env_path: str | None = None
     env_args: list[str] | None = None
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     behavior_map: dict[str, str] = Field(default_factory=dict)
+    supersuit: list[Union[str, dict[str, dict[str, Any]]]] = Field(default_factory=list)
     base_port: int = Field(5005, gt=0, lt=65536)
     num_envs: int = Field(1, ge=1)
     num_areas: int = Field(1, ge=1)

@@ -84,3 +84,23 @@ def test_bad_env_ids_give_one_line_errors():
         make_env("openspiel:nope")
     with pytest.raises(EnvError, match="bad env_kwargs"):
         make_env("mpe2.simple_spread_v3", {"bogus": 1})
+
+
+def test_supersuit_padding_lets_different_agents_share_a_behavior():
+    all_one = {"adversary_0": "mpe", "agent_0": "mpe", "agent_1": "mpe"}
+    with pytest.raises(EnvError, match="different spaces"):
+        ArrayEnv("mpe2.simple_adversary_v3", {}, behavior_map=all_one)
+    env = ArrayEnv("mpe2.simple_adversary_v3", {}, behavior_map=all_one, supersuit=["pad_observations_v0"])
+    assert env.spec.names == ["mpe"] and env.spec.behavior("mpe").obs_shape == (10,)
+    with pytest.raises(EnvError, match=r"env_settings.supersuit\[0\]: unknown SuperSuit wrapper 'nope_v0'"):
+        ArrayEnv("mpe2.simple_adversary_v3", {}, supersuit=["nope_v0"])
+
+
+def test_continuous_actions_are_rescaled_to_the_box():
+    env = ArrayEnv("mpe2.simple_spread_v3", {"continuous_actions": True, "max_cycles": 5})
+    spec = env.spec.behavior("agent")
+    assert spec.action.continuous_size == 5 and spec.action.low[0] == 0.0 and spec.action.high[0] == 1.0
+    env.out["agent/act_c"][:] = 5.0   # beyond [-1, 1]: clipped to the top of the Box, never out of bounds
+    env.step()
+    env.out["agent/act_c"][:] = -1.0
+    env.step()
