@@ -99,6 +99,8 @@ class QMIXHyperparameters(_Strict):
     obs_agent_id: bool = True
     update_interval: int = Field(1, gt=0, description="finished episodes per gradient update")
     team_reward: Literal["mean", "sum"] = "mean"
+    standardise_rewards: bool = Field(False, description="divide rewards by a running std after removing the "
+                                      "running mean (epymarl's standardise_rewards)")
     max_episode_length: int | None = Field(None, gt=0, description="None = store whole episodes of any length")
     save_replay_buffer: bool = False
 

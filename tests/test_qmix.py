@@ -206,12 +206,13 @@ def test_two_step_game_qmix_finds_8_and_vdn_settles_at_7(tmp_path, name, optimum
 
 
 def test_checkpoint_holds_targets_optimizer_and_buffer_and_resume_continues(tmp_path):
-    data = _qmix_config(tmp_path, save_replay_buffer=True)
+    data = _qmix_config(tmp_path, save_replay_buffer=True, standardise_rewards=True)
     cfg = parse_config(copy.deepcopy(data), "x.yaml")
     train(cfg, prepare_run_dir(cfg), console=None, tensorboard=False)
     first = load_checkpoint(tmp_path / "q" / "agent" / "checkpoint.pt")
     st = first["trainer"]
     assert first["step"] == 800 and st["updates"] > 0
+    assert st["reward_norm"]["count"] > 1000 and st["reward_norm"]["var"] > 0  # statistics of the sampled rewards
     assert {"agent", "mixer", "target_agent", "target_mixer", "optimizer", "buffer"} <= set(st)
     assert st["buffer"]["count"] == 200 and st["buffer"]["pos"] == 400 % 200 and st["buffer"]["data"] is not None
     # loading restores everything exactly

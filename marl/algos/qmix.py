@@ -29,6 +29,9 @@ Choices, each as pymarl unless noted:
   has already reset), so every action counts as allowed there;
 * the team reward of a step is the mean (``team_reward: mean``) or sum of the rewards of the
   behavior's agents that were in the episode, scaled by ``reward_signals.extrinsic.strength``;
+* optional reward standardisation (``standardise_rewards``, epymarl's option, Papoudakis et al.
+  2021): the sampled team rewards are shifted and scaled by a running mean/std of all sampled
+  filled steps before the targets are built (no clipping);
 * a gradient update of ``batch_size`` episodes follows every ``update_interval`` finished episodes,
   MSE TD loss over the filled steps, gradient-norm clipping.
 
@@ -51,6 +54,7 @@ from torch import nn
 from envs.spec import BehaviorSpec, EnvSpec
 from marl.config import BehaviorSettings, ConfigError, QMIXHyperparameters, RunConfig
 from marl.inference import Policy
+from marl.normalization import RunningMeanStd
 from marl.replay import EpisodeRecorder, EpisodeReplayBuffer
 
 NEG = -1e9  # logit for masked actions (finite, so 0 * NEG stays 0 in padded rows)
@@ -264,6 +268,7 @@ class QLearner:
         self.hidden = torch.zeros(n_envs * self.A, hp.rnn_hidden_dim, device=device)
         self.last_action = np.zeros((n_envs, self.A, self.n_actions), np.float32)
         self.participating = np.zeros((n_envs, self.A), np.bool_)
+        self.reward_norm = RunningMeanStd((), clip=float("inf")).to(device) if hp.standardise_rewards else None
         self.updates = 0
         self.last_target_update = 0
         self.pending_episodes = 0
@@ -373,8 +378,11 @@ class QLearner:
                 t_max = tq.masked_fill(nxt_avail < 0.5, NEG).max(-1).values
             t_max = t_max * active[:, 1:]
             next_tot = self.target_mixer(t_max, state[:, 1:])
-            targets = td_lambda_targets(batch["reward"][:, :L], batch["terminated"][:, :L], filled, next_tot,
-                                        self.gamma, hp.td_lambda)
+            rewards = batch["reward"][:, :L]
+            if self.reward_norm is not None:
+                self.reward_norm.update(rewards[filled > 0])
+                rewards = self.reward_norm(rewards)
+            targets = td_lambda_targets(rewards, batch["terminated"][:, :L], filled, next_tot, self.gamma, hp.td_lambda)
         err = (q_tot - targets) * filled
         n = filled.sum().clamp(min=1.0)
         loss = (err ** 2).sum() / n
@@ -417,6 +425,7 @@ class QLearner:
                 "optimizer": self.opt.state_dict(), "updates": self.updates,
                 "last_target_update": self.last_target_update, "pending_episodes": self.pending_episodes,
                 "buffer": self.buffer.state_dict(with_data=self.hp.save_replay_buffer),
+                "reward_norm": None if self.reward_norm is None else self.reward_norm.state_dict(),
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict, weights_only: bool = False) -> None:
@@ -434,6 +443,8 @@ class QLearner:
         self.last_target_update = int(state["last_target_update"])
         self.pending_episodes = int(state.get("pending_episodes", 0))
         self.buffer.load_state_dict(state["buffer"])
+        if self.reward_norm is not None and state.get("reward_norm") is not None:
+            self.reward_norm.load_state_dict(state["reward_norm"])
         if "rng" in state:
             self.rng.bit_generator.state = state["rng"]
 
