@@ -60,11 +60,13 @@ class StatsReporter:
         ``(key, value, aggregation)`` tuples, aggregation 0 average | 1 most recent | 2 sum |
         3 histogram). Each is logged under its own key for every behavior: averages and
         histograms are averaged over the summary period, most-recent keeps the last value, sums add up."""
+        names = {"AVERAGE": 0, "MOST_RECENT": 1, "SUM": 2, "HISTOGRAM": 3}
         for key, value, agg in stats.info.get("unity_stats", ()) if isinstance(stats.info, dict) else ():
+            agg = names.get(agg, 0) if isinstance(agg, str) else int(getattr(agg, "value", agg))
             for b in self.freq:
-                if int(agg) == 1:
+                if agg == 1:
                     self.scalars[b][key] = [float(value)]
-                elif int(agg) == 2:
+                elif agg == 2:
                     vals = self.scalars[b][key]
                     vals[:] = [sum(vals) + float(value)]
                 else:

@@ -26,6 +26,6 @@ def test_console_line_and_stats_aggregation(tmp_path):
     # the scalars were consumed by the summary; check the aggregation on a fresh reporter
     rep2 = StatsReporter(tmp_path, {"agent": 100}, tensorboard=False)
     for r in (1.0, 5.0):
-        rep2.add_env_stats(EpisodeStats({}, 1, {"unity_stats": [("Goals", 2.0, 2), ("Speed", r, 0), ("Last", r, 1)]}))
+        rep2.add_env_stats(EpisodeStats({}, 1, {"unity_stats": [("Goals", 2.0, "SUM"), ("Speed", r, 0), ("Last", r, "MOST_RECENT")]}))
     s = rep2.scalars["agent"]
     assert s["Goals"] == [4.0] and np.mean(s["Speed"]) == 3.0 and s["Last"] == [5.0]

@@ -138,7 +138,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
             seen = int(line.split("Step: ")[1].split(".")[0])
             break
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
+    rest, _ = proc.communicate(timeout=300)
     out = "".join(lines) + rest
     assert proc.returncode == 0, out
     assert "Training interrupted at step" in out and "--resume" in out
@@ -146,13 +146,13 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert seen > 0 and ck["step"] >= seen
     # a plain rerun is refused, --resume is accepted and continues from the saved step
     again = _cli(str(cfg_path))
-    out2, _ = again.communicate(timeout=60)
+    out2, _ = again.communicate(timeout=300)
     assert again.returncode == 2 and "--resume" in out2 and "Traceback" not in out2
 
 
 def test_cli_errors_are_one_line(tmp_path):
     p = _cli(str(tmp_path / "missing.yaml"))
-    out, _ = p.communicate(timeout=60)
+    out, _ = p.communicate(timeout=300)
     assert p.returncode == 2 and out.strip() == f"error: {tmp_path / 'missing.yaml'}: config file not found"
 
 

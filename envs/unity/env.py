@@ -278,7 +278,7 @@ class UnityParallelEnv(ParallelEnv):
         if not os.access(launch, os.X_OK):
             raise UnityEnvError(f"--env {self.env_path}: {launch} is not executable (try: chmod +x {launch})")
 
-    def _connect(self) -> None:
+    def _connect(self, restarting: bool = False) -> None:
         """Launch the player (or wait for the Editor) and do the handshake; maps mlagents' errors."""
         self._preflight()
         self._engine_channel = EngineConfigurationChannel()
@@ -288,13 +288,22 @@ class UnityParallelEnv(ParallelEnv):
         apply_parameters(self._params_channel, self._param_values, self.seed + self.worker_id)
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
+        # After a player died, our own closed server may hold the port for a moment: retry briefly.
+        wait_port_until = time.monotonic() + (10.0 if restarting else 0.0)
         try:
-            self._unity = _UnityEnvironment(
-                file_name=self.env_path, worker_id=self.worker_id if self.env_path else 0,
-                base_port=self._base_port, seed=self.seed, no_graphics=self.no_graphics,
-                timeout_wait=self.timeout_wait, additional_args=self.env_args,
-                side_channels=[self._engine_channel, self._params_channel, self._stats_channel],
-                log_folder=self.log_dir, num_areas=self.num_areas, bind_address=self.bind_address)
+            while True:
+                try:
+                    self._unity = _UnityEnvironment(
+                        file_name=self.env_path, worker_id=self.worker_id if self.env_path else 0,
+                        base_port=self._base_port, seed=self.seed, no_graphics=self.no_graphics,
+                        timeout_wait=self.timeout_wait, additional_args=self.env_args,
+                        side_channels=[self._engine_channel, self._params_channel, self._stats_channel],
+                        log_folder=self.log_dir, num_areas=self.num_areas, bind_address=self.bind_address)
+                    break
+                except UnityWorkerInUseException:
+                    if time.monotonic() >= wait_port_until:
+                        raise
+                    time.sleep(0.25)
         except UnityWorkerInUseException:
             raise UnityEnvError(f"{self._where()}: port {self.port} is already in use (base_port {self._base_port} + "
                                 f"worker_id {self.worker_id}); close the program using it or pick another --base-port") from None
@@ -547,7 +556,7 @@ class UnityParallelEnv(ParallelEnv):
                                   f"({limits}); log: {self.log_path or 'not kept'}")
         self.restart.record()
         log.warning("%s: the player died (%s); restarting (%d restart(s) so far)", self._where(), reason, self.restart.count)
-        self._connect()
+        self._connect(restarting=True)
         agents = list(self.agents)
         self.agents, self._pending, self._finished = [], {}, set()
         infos: dict[str, Any] = {a: {"player_restarted": True} for a in agents}
