@@ -298,15 +298,19 @@ class ArrayEnv:
 
     # AEC (turn-based) -----------------------------------------------------------------------
     def _aec_skip_dead(self) -> None:
-        """Step ``None`` for agents that are done, as the AEC API requires, crediting their rewards."""
-        env, o = self.env, self.out
+        """Step ``None`` for agents that are done, as the AEC API requires.
+
+        A dead step only removes the agent (PettingZoo's ``_was_dead_step``) and produces no
+        reward; some envs (shimmy's OpenSpiel) leave the last step's rewards in ``env.rewards``,
+        so reading them again here would credit the final reward twice.
+        """
+        env = self.env
         while env.agents:
             a = env.agent_selection
             if not (env.terminations.get(a) or env.truncations.get(a)):
                 break
             self._aec_mark_done(a)
             env.step(None)
-            self._aec_collect_rewards()
 
     def _aec_mark_done(self, agent: str) -> None:
         o = self.out

@@ -168,8 +168,6 @@ def test_loser_is_credited_when_the_game_ends_on_the_winners_move(tmp_path):
     assert (final_rewards == -1.0).any() and (final_rewards == 1.0).any()  # losses reached the non-mover
 
 
-@pytest.mark.xfail(strict=True, reason="envs/adapter.py credits the non-mover's terminal reward twice for shimmy "
-                                       "OpenSpiel envs (shimmy does not clear rewards on the dead step); see report")
 def test_openspiel_terminal_rewards_are_credited_once():
     env = ArrayEnv("openspiel:tic_tac_toe")
     o = env.out
