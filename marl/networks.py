@@ -9,8 +9,6 @@ sharing"). Continuous actions use a diagonal Gaussian with a state-independent l
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
@@ -142,5 +140,3 @@ class Critic(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
-
-LOG_2PI = math.log(2 * math.pi)
