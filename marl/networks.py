@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Normal
 
 from envs.spec import ActionSpec
 from marl.config import NetworkSettings
@@ -76,10 +76,9 @@ class Actor(nn.Module):
         mean = self.mu(h) if self.mu is not None else None
         return logits, mean
 
-    def _dists(self, logits, mean):
-        cats = [Categorical(logits=l) for l in torch.split(logits, self.branches, -1)] if logits is not None else []
-        normal = Normal(mean, self.log_std.exp().expand_as(mean)) if mean is not None else None
-        return cats, normal
+    def _branch_logps(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """Log-probabilities per discrete branch (masked logits are -1e8, so their probability is 0)."""
+        return [torch.log_softmax(l, -1) for l in torch.split(logits, self.branches, -1)]
 
     def act(self, obs, agent_id, mask=None, deterministic: bool = False):
         """Sample (or take the mode of) the policy.
@@ -87,32 +86,36 @@ class Actor(nn.Module):
         Returns:
             ``(discrete int64 [B, n_branches] | None, continuous float32 [B, n_cont] | None,
             log_prob float32 [B])``. Continuous actions are raw Gaussian samples; the env layer
-            applies ML-Agents' ``clamp(a, -3, 3) / 3``.
+            applies ML-Agents' ``clamp(a, -3, 3) / 3``. (Categorical sampling is done directly on
+            the log-probabilities: ``torch.distributions`` objects cost more than the network here.)
         """
         logits, mean = self(obs, agent_id, mask)
-        cats, normal = self._dists(logits, mean)
         logp = torch.zeros(obs.shape[0], device=obs.device)
         d = c = None
-        if cats:
-            d = torch.stack([cat.probs.argmax(-1) if deterministic else cat.sample() for cat in cats], -1)
-            logp = logp + sum(cat.log_prob(d[:, k]) for k, cat in enumerate(cats))
-        if normal is not None:
-            c = mean if deterministic else normal.sample()
-            logp = logp + normal.log_prob(c).sum(-1)
+        if logits is not None:
+            picks = []
+            for lp in self._branch_logps(logits):
+                a = lp.argmax(-1) if deterministic else torch.multinomial(lp.exp(), 1).squeeze(-1)
+                logp = logp + lp.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+                picks.append(a)
+            d = torch.stack(picks, -1)
+        if mean is not None:
+            std = self.log_std.exp()
+            c = mean if deterministic else mean + std * torch.randn_like(mean)
+            logp = logp + Normal(mean, std.expand_as(mean), validate_args=False).log_prob(c).sum(-1)
         return d, c, logp
 
     def evaluate(self, obs, agent_id, mask, d, c) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log_prob [B], entropy [B])`` of given actions (``d`` int64 ``[B, n_branches]``, ``c`` ``[B, n_cont]``)."""
         logits, mean = self(obs, agent_id, mask)
-        cats, normal = self._dists(logits, mean)
         logp = torch.zeros(obs.shape[0], device=obs.device)
         ent = torch.zeros_like(logp)
-        for k, cat in enumerate(cats):
-            logp = logp + cat.log_prob(d[:, k])
-            # entropy of a masked categorical: ignore the -1e8 logits (p log p -> 0)
-            p = cat.probs
-            ent = ent - (p * torch.log(p.clamp(min=1e-12))).sum(-1)
-        if normal is not None:
+        if logits is not None:
+            for k, lp in enumerate(self._branch_logps(logits)):
+                logp = logp + lp.gather(-1, d[:, k:k + 1]).squeeze(-1)
+                ent = ent - (lp.exp() * lp).sum(-1)  # masked actions: p = 0, so they add nothing
+        if mean is not None:
+            normal = Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
             logp = logp + normal.log_prob(c).sum(-1)
             ent = ent + normal.entropy().sum(-1)
         return logp, ent
