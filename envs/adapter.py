@@ -362,5 +362,15 @@ class ArrayEnv:
         self._write_state("state")
         return False
 
+    def set_environment_parameters(self, values: dict) -> None:
+        """Pass ``environment_parameters`` to the env when it takes them (the Unity adapter does)."""
+        env = self.env
+        while env is not None:
+            fn = getattr(env, "set_environment_parameters", None)
+            if fn is not None:
+                fn(values)
+                return
+            env = getattr(env, "env", None)
+
     def close(self) -> None:
         self.env.close()

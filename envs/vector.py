@@ -54,6 +54,10 @@ def _worker(conn: Connection, factory: EnvFactory, first: int, count: int, buffe
                     if s is not None:
                         stats.append((first + j, s))
                 conn.send(("ok", stats))
+            elif isinstance(cmd, tuple) and cmd[0] == "params":
+                for env in envs:
+                    env.set_environment_parameters(cmd[1])
+                conn.send(("ok", []))
             elif cmd == "reset":
                 for env in envs:
                     env.reset()
@@ -161,6 +165,18 @@ class VecEnv:
             return
         for conn in self._conns:
             conn.send("reset")
+        for conn in self._conns:
+            self._recv(conn)
+
+    def set_environment_parameters(self, values: dict) -> None:
+        """Send ``environment_parameters`` values (floats / sampler dicts) to every copy's env
+        (Unity's EnvironmentParameters side channel); envs without parameters ignore them."""
+        if not self._procs:
+            for env in self._envs:
+                env.set_environment_parameters(values)
+            return
+        for conn in self._conns:
+            conn.send(("params", values))
         for conn in self._conns:
             self._recv(conn)
 

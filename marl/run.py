@@ -88,6 +88,56 @@ def _payload(trainer, cfg: RunConfig, spec, behavior: str, step: int, extra: dic
             "trainer": trainer.state_dict(behavior), "extra": extra}
 
 
+class _CurriculumLink:
+    """Drives ``environment_parameters`` curricula (ML-Agents' lessons) from training statistics.
+
+    Each finished episode reports its behavior's mean per-agent return (``measure: reward``);
+    each rollout reports ``step / max_steps`` (``measure: progress``). When a lesson advances the
+    new values go to every env copy (Unity's EnvironmentParameters side channel) between
+    rollouts, the copies are reset if the lesson says ``require_reset``, and the lesson numbers
+    are kept in ``training_status.json`` so ``--resume`` continues from them. TensorBoard:
+    ``Environment/Lesson Number/<parameter>``. Lesson logic: :class:`envs.unity.parameters.Curriculum`.
+    """
+
+    def __init__(self, cfg: RunConfig, status: TrainingStatus, venv: VecEnv, resume: bool):
+        from envs.unity.parameters import Curriculum
+
+        self.cfg, self.status, self.venv = cfg, status, venv
+        self.cur = Curriculum(cfg.model_dump(mode="json")["environment_parameters"])
+        self.changed = self.reset = False
+        saved = status.data.get("metadata", {}).get("lessons", {})
+        if resume and saved:
+            self.cur.lessons.update({k: int(v) for k, v in saved.items() if k in self.cur.lessons})
+            venv.set_environment_parameters(self.cur.values())
+
+    def add_episode(self, stats) -> None:
+        for b, r in stats.returns.items():
+            r = r[~np.isnan(r)]
+            if r.size and self.cur.update(b, float(r.mean()), "reward"):
+                self.changed, self.reset = True, self.reset or self.cur.must_reset
+
+    def after_rollout(self, step: int) -> dict[str, dict[str, float]]:
+        for b in self.cfg.behaviors:
+            if self.cur.update(b, step / self.cfg.behavior_settings(b).max_steps, "progress"):
+                self.changed, self.reset = True, self.reset or self.cur.must_reset
+        if self.changed:
+            self.venv.set_environment_parameters(self.cur.values())
+            if self.reset:
+                self.venv.reset()
+            self.status.data.setdefault("metadata", {})["lessons"] = self.cur.lesson_numbers()
+            self.status.save()
+            self.changed = self.reset = False
+        lessons = {f"Environment/Lesson Number/{k}": float(v) for k, v in self.cur.lesson_numbers().items()}
+        return {b: lessons for b in self.cfg.behaviors} if lessons else {}
+
+
+def _curriculum(cfg: RunConfig, status: TrainingStatus, venv: VecEnv, resume: bool) -> _CurriculumLink | None:
+    params = cfg.environment_parameters or {}
+    if not any(hasattr(v, "curriculum") for v in params.values()):
+        return None
+    return _CurriculumLink(cfg, status, venv, resume)
+
+
 def _exporter(console=None):
     """The ONNX exporter (``marl.export``) wrapped so that a failed export warns instead of
     stopping training (the ``.pt`` checkpoint is always written first); None when unavailable."""
@@ -180,6 +230,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     areas = 1 if is_executable_path(env_id) else es.num_areas
     venv = VecEnv(factory, spec, es.num_envs, areas, seed=seed)
     interrupted = False
+    curriculum = _curriculum(cfg, status, venv, resume=ck.resume)
 
     def extra(b: str) -> dict:
         return trainer.extra_state(b) if hasattr(trainer, "extra_state") else {}
@@ -206,8 +257,12 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         with bar or nullcontext():
             task = bar.add_task(ck.run_id, total=max_steps, completed=step) if bar else None
             while step < max_steps:
-                n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: reporter.add_episode(s))
+                n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: (
+                    reporter.add_episode(s), curriculum.add_episode(s) if curriculum else None))
                 step += n
+                if curriculum is not None:
+                    for b, scalars in curriculum.after_rollout(step).items():
+                        reporter.add_scalars(b, scalars)
                 for b, scalars in logs.items():
                     reporter.add_scalars(b, scalars)
                 if hasattr(trainer, "timing"):

@@ -165,3 +165,19 @@ def test_evaluate_cli_json_last_line(tmp_path):
     assert report["behaviors"]["agent"]["episodes"] == 7
     assert set(report["behaviors"]["agent"]) == {"mean_return", "std_return", "team_return", "episodes"}
     assert report["checkpoint"].endswith("checkpoint.pt")
+
+
+def test_curriculum_advances_lessons_sends_values_and_survives_resume(tmp_path):
+    data = coordination_config(tmp_path, max_steps=1600)
+    data["environment_parameters"] = {"reward_scale": {"curriculum": [
+        {"name": "easy", "value": 1.0,
+         "completion_criteria": {"behavior": "agent", "measure": "reward", "min_lesson_length": 20, "threshold": 0.1}},
+        {"name": "scaled", "value": 100.0}]}}
+    out = run(data)
+    status = json.loads((tmp_path / "t" / "run_logs" / "training_status.json").read_text())
+    assert status["metadata"]["lessons"] == {"reward_scale": 1}
+    assert out["last_100"]["agent"] > 5.0  # impossible at scale 1 (max 5): the env got the new lesson's value
+    data["behaviors"]["agent"]["max_steps"] = 2400
+    data["checkpoint_settings"]["resume"] = True
+    out = run(data)
+    assert out["last_100"]["agent"] > 5.0  # resumed in lesson 1, not back to lesson 0

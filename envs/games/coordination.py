@@ -5,6 +5,8 @@ time left; the team scores 1 (each agent receives it) only when ``agent_0`` play
 ``agent_1`` plays ``(t + 1) % n_targets``. Uniform random play scores ``1 / n_targets**2`` per
 step; the optimum is 1 per step. Episodes last ``max_cycles`` steps and end by truncation.
 Optionally ``agent_1`` dies (terminates) after ``die_at`` steps, to exercise early termination.
+Environment parameter (as a Unity game would take through its side channel, e.g. from a
+curriculum): ``reward_scale`` multiplies every reward (default 1).
 """
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ class CoordinationEnv(ParallelEnv):
         self._obs_space = spaces.Box(0.0, 1.0, (n_targets + 1,), np.float32)
         self._act_space = spaces.Discrete(n_targets)
         self.rng = np.random.default_rng()
+        self.reward_scale = 1.0
+
+    def set_environment_parameters(self, values: dict) -> None:
+        """Take ``environment_parameters`` (``reward_scale``); other keys are ignored."""
+        if "reward_scale" in values:
+            self.reward_scale = float(values["reward_scale"])
 
     def observation_space(self, agent):
         return self._obs_space
@@ -54,7 +62,7 @@ class CoordinationEnv(ParallelEnv):
     def step(self, actions):
         a0 = actions.get("agent_0")
         a1 = actions.get("agent_1", (self.target + 1) % self.n)  # a dead agent_1 counts as cooperating
-        r = float(a0 == self.target and a1 == (self.target + 1) % self.n)
+        r = float(a0 == self.target and a1 == (self.target + 1) % self.n) * self.reward_scale
         rewards = {a: r for a in self.agents}
         self.t += 1
         trunc = self.t >= self.max_cycles
