@@ -104,3 +104,10 @@ def test_continuous_actions_are_rescaled_to_the_box():
     env.step()
     env.out["agent/act_c"][:] = -1.0
     env.step()
+
+
+def test_an_error_inside_a_worker_process_reaches_the_user_as_one_line():
+    spec = ArrayEnv("envs.games.coordination", {}).spec
+    with pytest.raises(EnvError) as err:
+        VecEnv(default_factory("envs.games.coordination", {"bogus": 1}), spec, num_envs=2, num_areas=1)
+    assert "bad env_kwargs" in str(err.value) and "\n" not in str(err.value)
