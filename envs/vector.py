@@ -35,7 +35,8 @@ def _views(buffers: dict[str, object], layout: dict, n: int) -> dict[str, np.nda
 
 def _worker(conn: Connection, factory: EnvFactory, first: int, count: int, buffers: dict, layout: dict,
             n_total: int, seed: int | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C / SIGTERM and closes us
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         arrays = _views(buffers, layout, n_total)
         envs = []

@@ -124,20 +124,26 @@ def _cli(*args, **kw):
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
+def _as_background_job():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `marl-learn ... &`
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT-background-job", "SIGTERM"])
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, signum):
+    """Ctrl-C (even for a background job, which starts with SIGINT ignored) and SIGTERM save and stop."""
     import yaml
 
     data = coordination_config(tmp_path, max_steps=10_000_000, summary_freq=1000)
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(data))
-    proc = _cli(str(cfg_path))
+    proc = _cli(str(cfg_path), preexec_fn=_as_background_job)
     lines, seen = [], 0
     for line in proc.stdout:  # wait for the first summary line: training is under way
         lines.append(line)
         if "Step: " in line:
             seen = int(line.split("Step: ")[1].split(".")[0])
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     rest, _ = proc.communicate(timeout=300)
     out = "".join(lines) + rest
     assert proc.returncode == 0, out

@@ -96,6 +96,26 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return parse_config(data, source)
 
 
+def _stop_on_signals() -> None:
+    """Make Ctrl-C (SIGINT) and SIGTERM (cloud preemption, ``docker stop``, ``kill``) end training cleanly.
+
+    Both raise ``KeyboardInterrupt`` in the training loop, which saves a resumable checkpoint
+    (``--resume``). SIGINT is re-armed explicitly because a shell starts background jobs
+    (``marl-learn ... &``) with SIGINT ignored, and Python then never raises ``KeyboardInterrupt``.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -113,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print_report(evaluate_run(run_dir, episodes=100, seed=max(cfg.env_settings.seed, 0), env_path=cfg.env_settings.env_path), console)
             return 0
         run_dir = prepare_run_dir(cfg)
+        _stop_on_signals()
         console.print(f"[INFO] Run '{cfg.checkpoint_settings.run_id}' -> {run_dir}", markup=False, highlight=False, soft_wrap=True)
         train(cfg, run_dir, console=console)
         return 0
