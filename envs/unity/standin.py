@@ -32,8 +32,7 @@ RESET semantics beyond "start a new episode for all agents".
 Test options: ``--visual``, ``--uncompressed-visual``, ``--visual-layout hwc`` (pre-3.x Unity),
 ``--death-step N``, ``--decision-period P``, ``--stagger``, ``--mask-kicks`` (kick actions masked
 while the ball is out of reach), ``--crash-after N`` (hard exit after N steps; with
-``--crash-marker FILE`` only once: the marker is created before crashing and suppresses later
-crashes), ``--max-steps``, ``--connect-timeout``.
+``--crash-marker FILE`` only once over all players sharing FILE: the first to create it crashes), ``--max-steps``, ``--connect-timeout``.
 """
 from __future__ import annotations
 
@@ -89,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, default=30.0, help="seconds to wait for the trainer")
     return p
 
+
+
+def _claim_crash(marker: str | None) -> bool:
+    """True if this player should crash now: always without a marker, else only the first player to
+    create ``marker`` (atomic ``O_CREAT | O_EXCL``, so players sharing one marker crash once in all)."""
+    if not marker:
+        return True
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 class _Log:
     """Unity-style player log (``-logFile``)."""
@@ -347,12 +358,9 @@ class StandinPlayer:
                     self.log("RESET received.")
                     output = self._output([], self._start_episode())
                 else:
-                    if a.crash_after is not None and self.total_steps >= a.crash_after:
-                        if not a.crash_marker or not os.path.exists(a.crash_marker):
-                            if a.crash_marker:
-                                open(a.crash_marker, "w").close()
-                            self.log(f"Simulated crash after {self.total_steps} steps.")
-                            os._exit(3)
+                    if a.crash_after is not None and self.total_steps >= a.crash_after and _claim_crash(a.crash_marker):
+                        self.log(f"Simulated crash after {self.total_steps} steps.")
+                        os._exit(3)
                     output = self._step(rl_input)
                 message = exchange(output)
         except grpc.RpcError as exc:
