@@ -3,40 +3,36 @@
 A self-play or league run can (1) register each snapshot it saves as a league player (with lineage), and
 (2) draw PFSP opponents from the league's empirical payoff matrix (Vinyals et al. 2019).
 
-Trainer YAML (per run, top level)::
+Trainer YAML (per run, top level; schema :class:`marl.config.LeagueSettings`)::
 
     league:
-      config: configs/league/connect_four.yaml   # the league to register into (relative to the YAML)
-      register_snapshots: true                   # add every saved <Behavior>-<step>.onnx/.pt
-      pfsp_from_league: false                    # sample opponents with PFSP from the league's payoff matrix
+      config: configs/league/connect_four.yaml   # the league to register into (relative to the working dir)
+      register_snapshots: true                   # add the self-play snapshots as players
+      register_every: 5                          # ... every 5th of them (default 1: all)
+      pfsp_from_league: false                    # draw window opponents by PFSP from the league's payoff matrix
       pfsp_weighting: hard                       # hard | var | uniform
       pfsp_p: 2.0
 
-The trainer calls :meth:`LeagueLink.register_snapshot` after writing a snapshot and
-:meth:`LeagueLink.sample_opponent` when it needs an opponent.
+The self-play trainer (``marl/selfplay.py``) calls :meth:`LeagueLink.register_snapshot` after
+writing a snapshot (the file is copied into ``<league folder>/policies/<run-id>/`` because the
+trainer deletes snapshots that leave its window) and :meth:`LeagueLink.opponent_probabilities`
+when it swaps opponents. The payoff matrix is filled by league matches (``league run``, e.g. a
+gauntlet of the new snapshots against the field, in another process or on Ray).
 """
 from __future__ import annotations
 
 import os
-from typing import Literal, Sequence
+import shutil
+from typing import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
 from league.config import load_config
 from league.league import League
 from league.matchmaking import Payoff, pfsp_weights
+from marl.config import LeagueSettings
 
 
-class LeagueLinkSettings(BaseModel):
-    """The trainer YAML's ``league:`` block (unknown keys are errors)."""
-
-    model_config = ConfigDict(extra="forbid")
-    config: str
-    register_snapshots: bool = True
-    pfsp_from_league: bool = False
-    pfsp_weighting: Literal["hard", "var", "uniform"] = "hard"
-    pfsp_p: float = Field(2.0, gt=0)
+LeagueLinkSettings = LeagueSettings  # the schema lives with the trainer config (marl/config.py)
 
 
 class LeagueLink:
@@ -59,7 +55,10 @@ class LeagueLink:
         self._last: dict[str, str] = {}
 
     def register_snapshot(self, path: str, behavior: str, step: int) -> str | None:
-        """Register a freshly saved snapshot; returns its player name (None when registration is off).
+        """Copy a freshly saved snapshot into the league's ``policies/<run-id>/`` folder and register it.
+
+        Returns:
+            its player name ``<run-id>/<behavior>-<step>`` (None when registration is off).
 
         Raises:
             PolicyFileError: missing/unsupported file; StoreError: the name is taken by another policy.
@@ -68,7 +67,13 @@ class LeagueLink:
             return None
         name = f"{self.run_id}/{behavior}-{step}"
         parent = self._last.get(behavior)
-        self.league.add_policy(path, name=name, behavior=behavior, version=int(step), parent=parent,
+        kept = os.path.join(self.league.config.base_dir, "policies", self.run_id, os.path.basename(path))
+        if os.path.abspath(path) != os.path.abspath(kept):
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            tmp = f"{kept}.tmp{os.getpid()}"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, kept)  # atomic: a crash never leaves a torn policy file in the league
+        self.league.add_policy(kept, name=name, behavior=behavior, version=int(step), parent=parent,
                                tags=["snapshot", self.run_id], meta={"run_id": self.run_id, "step": int(step)})
         self._last[behavior] = name
         return name

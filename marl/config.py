@@ -164,6 +164,25 @@ class SelfPlaySettings(_Strict):
     elo_k: float = Field(16.0, gt=0)
 
 
+class LeagueSettings(_Strict):
+    """Our top-level ``league:`` block: link a self-play run to a league (see ``league/training.py``).
+
+    ``config`` is a league YAML (``configs/league/*.yaml``), relative to the working directory like
+    ``env_path``. With ``register_snapshots`` every ``register_every``-th self-play snapshot is copied
+    into ``<league folder>/policies/<run-id>/`` and added as player ``<run-id>/<Behavior>-<step>``
+    (with its parent snapshot as lineage). With ``pfsp_from_league`` the window snapshot played at
+    each swap is drawn by PFSP (Vinyals et al. 2019) from the league's payoff matrix instead of
+    uniformly; ``play_against_latest_model_ratio`` still applies first.
+    """
+
+    config: str
+    register_snapshots: bool = True
+    register_every: int = Field(1, gt=0, description="register every N-th self-play snapshot")
+    pfsp_from_league: bool = False
+    pfsp_weighting: Literal["hard", "var", "uniform"] = "hard"
+    pfsp_p: float = Field(2.0, gt=0)
+
+
 class BehaviorSettings(_Strict):
     """One behavior's training settings (ML-Agents' ``TrainerSettings``)."""
 
@@ -288,6 +307,7 @@ class RunConfig(_Strict):
     checkpoint_settings: CheckpointSettings = CheckpointSettings()
     torch_settings: TorchSettings = TorchSettings()
     environment_parameters: dict[str, EnvironmentParameter] | None = None
+    league: LeagueSettings | None = None
     debug: bool = False
 
     def behavior_settings(self, name: str) -> BehaviorSettings:
@@ -359,6 +379,9 @@ def parse_config(data: dict, source: str = "<config>") -> RunConfig:
         except ValidationError as err:
             line = _format_error(source, err).split(": ", 1)[1]
             raise ConfigError(f"{source}: default_settings.hyperparameters.{line}") from None
+    if cfg.league is not None and not any(b.self_play for b in [*cfg.behaviors.values(), cfg.default_settings] if b):
+        raise ConfigError(f"{source}: league: registers self-play snapshots, but no behavior has a self_play block "
+                          "(add one, or register finished runs with 'league add results/<run-id>')")
     return cfg
 
 

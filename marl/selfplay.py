@@ -128,12 +128,14 @@ class Snapshot:
         elo: rating (the learner's when taken; lowered/raised by games played as opponent).
         step: env step at which it was taken.
         path: the snapshot file (None when files are off).
+        player: its league player name when registered through the ``league:`` link, else None.
     """
 
     actor: dict
     elo: float
     step: int
     path: Path | None = None
+    player: str | None = None
 
 
 class BehaviorGhost:
@@ -147,13 +149,14 @@ class BehaviorGhost:
         state_shape: global state shape (recorded in snapshot files).
         snapshot_dir: folder for snapshot files (None = memory only).
         seed: seed of the opponent sampler.
+        link: a :class:`league.training.LeagueLink` (the run's ``league:`` block) or None.
 
     Raises:
         ConfigError: see :func:`team_slots`.
     """
 
     def __init__(self, learner: "PPOLearner", settings: SelfPlaySettings, turn_based: bool, env_id: str,
-                 state_shape: tuple[int, ...], snapshot_dir: Path | None, seed: int | None = None):
+                 state_shape: tuple[int, ...], snapshot_dir: Path | None, seed: int | None = None, link=None):
         self.L, self.s = learner, settings
         self.spec = learner.spec
         self.teams = team_slots(self.spec, turn_based)
@@ -171,6 +174,10 @@ class BehaviorGhost:
         self.last_save = self.last_swap = self.last_team_change = 0
         self.started = False
         self.games = 0
+        self.link = link
+        self.n_saved = 0
+        self.registered: str | None = None  # the learner's newest league player name
+        self._pfsp: dict[str, float] = {}  # league player -> PFSP weight (refreshed at each snapshot)
         self._set_learning_mask()
 
     # ---------------------------------------------------------------------------- bookkeeping
@@ -191,6 +198,9 @@ class BehaviorGhost:
             snap.path = self.snapshot_dir / f"{self.spec.name}-{int(step)}.pt"
             atomic_torch_save(self._payload(snap), snap.path)
         self.snapshots.append(snap)
+        self.n_saved += 1
+        if self.link is not None and snap.path is not None and (self.n_saved - 1) % self.link.settings.register_every == 0:
+            self._register(snap)
         while len(self.snapshots) > self.s.window:
             old = self.snapshots.popleft()
             if old.path is not None:  # an opponent still playing it keeps its weights in memory
@@ -206,13 +216,43 @@ class BehaviorGhost:
                 "network_settings": self.L.settings.network_settings.model_dump(),
                 "trainer": {"actor": snap.actor}, "extra": {"elo": snap.elo, "selfplay_snapshot": True}}
 
+    # ---------------------------------------------------------------------------- league link
+    def _register(self, snap: Snapshot) -> None:
+        """Register ``snap`` in the league and refresh the PFSP weights (league errors only warn:
+        training goes on)."""
+        try:
+            snap.player = self.link.register_snapshot(str(snap.path), self.spec.name, snap.step)
+            if snap.player is not None:
+                self.registered = snap.player
+            self._refresh_pfsp()
+        except Exception as exc:  # noqa: BLE001 - a league problem must not stop training
+            warnings.warn(f"league link: snapshot {snap.path} not registered ({type(exc).__name__}: {exc})", stacklevel=2)
+
+    def _refresh_pfsp(self) -> None:
+        if not self.link.settings.pfsp_from_league or self.registered is None:
+            return
+        cands = [s.player for s in self.snapshots if s.player is not None and s.player != self.registered]
+        w = self.link.opponent_probabilities(self.registered, cands) if cands else []
+        self._pfsp = dict(zip(cands, map(float, w)))
+
+    def _window_pick(self) -> Snapshot:
+        """A window snapshot: PFSP over the registered ones when the league link asks for it, else uniform."""
+        if self._pfsp:
+            pool = [s for s in self.snapshots if s.player in self._pfsp]
+            w = np.array([self._pfsp[s.player] for s in pool], np.float64)
+            if pool and w.sum() > 0:
+                return pool[int(self.rng.choice(len(pool), p=w / w.sum()))]
+        return self.snapshots[int(self.rng.integers(len(self.snapshots)))]
+
     def swap(self, step: int) -> None:
-        """Draw the next opponent (ML-Agents ``_swap_snapshots``) and load it into the opponent actor."""
+        """Draw the next opponent (ML-Agents ``_swap_snapshots``) and load it into the opponent actor:
+        the latest policy with probability ``play_against_latest_model_ratio``, else a window snapshot
+        (uniform, or PFSP from the league's payoff matrix with ``league.pfsp_from_league``)."""
         if self.rng.uniform() < self.s.play_against_latest_model_ratio or not self.snapshots:
             self.opponent = Snapshot(self._actor_state(), self.elo, int(step))
             self.opponent_is_latest = True
         else:
-            self.opponent = self.snapshots[int(self.rng.integers(len(self.snapshots)))]
+            self.opponent = self._window_pick()
             self.opponent_is_latest = False
         self.opponent_actor.load_state_dict(self.opponent.actor)
         self.last_swap = int(step)
@@ -298,8 +338,9 @@ class BehaviorGhost:
         """JSON-able state for the checkpoint's ``extra`` (snapshots by file path)."""
         return {"elo": self.elo, "learning_team": self.learning_team, "last_save": self.last_save,
                 "last_swap": self.last_swap, "last_team_change": self.last_team_change, "games": self.games,
-                "snapshots": [{"path": None if s.path is None else str(s.path), "elo": s.elo, "step": s.step}
-                              for s in self.snapshots]}
+                "n_saved": self.n_saved, "registered": self.registered,
+                "snapshots": [{"path": None if s.path is None else str(s.path), "elo": s.elo, "step": s.step,
+                               "player": s.player} for s in self.snapshots]}
 
     def load(self, state: dict) -> None:
         """Restore from :meth:`state` (``--resume``): Elo, team, counters and the snapshot window.
@@ -315,6 +356,10 @@ class BehaviorGhost:
         self.last_swap = int(state.get("last_swap", 0))
         self.last_team_change = int(state.get("last_team_change", 0))
         self.games = int(state.get("games", 0))
+        self.n_saved = int(state.get("n_saved", 0))
+        self.registered = state.get("registered")
+        if self.link is not None and self.registered:
+            self.link._last[self.spec.name] = self.registered  # lineage continues across --resume
         self.snapshots.clear()
         for entry in state.get("snapshots", []):
             if not entry.get("path"):
@@ -324,10 +369,37 @@ class BehaviorGhost:
             except (CheckpointError, KeyError) as exc:
                 warnings.warn(f"self-play: snapshot {entry['path']} not restored ({exc})", stacklevel=2)
                 continue
-            self.snapshots.append(Snapshot(actor, float(entry["elo"]), int(entry["step"]), Path(entry["path"])))
+            self.snapshots.append(Snapshot(actor, float(entry["elo"]), int(entry["step"]), Path(entry["path"]),
+                                           entry.get("player")))
+        if self.link is not None:
+            try:
+                self._refresh_pfsp()
+            except Exception as exc:  # noqa: BLE001
+                warnings.warn(f"league link: PFSP weights not restored ({type(exc).__name__}: {exc})", stacklevel=2)
         self.started = bool(self.snapshots)
         if self.started:
             self.swap(self.last_swap)
+
+
+def open_league_link(cfg):
+    """The run's :class:`league.training.LeagueLink` from its ``league:`` block.
+
+    Raises:
+        ConfigError: the league config is missing or invalid, or its env is not the run's env.
+    """
+    from league.errors import LeagueError
+    from league.training import LeagueLink
+
+    block = cfg.league
+    try:
+        link = LeagueLink(block, cfg.checkpoint_settings.run_id, base_dir=".")
+    except (LeagueError, OSError, ValueError) as exc:
+        raise ConfigError(f"league.config: cannot open league '{block.config}': {exc}") from None
+    env = cfg.env_settings.env_path
+    if env is not None and link.league.config.env.id != env:
+        raise ConfigError(f"league.config: league '{block.config}' plays '{link.league.config.env.id}', "
+                          f"this run trains on '{env}'")
+    return link
 
 
 class SelfPlayController:
@@ -353,13 +425,17 @@ class SelfPlayController:
         ck = trainer.cfg.checkpoint_settings
         seed = trainer.cfg.env_settings.seed
         ghosts = {}
+        link = None
         for name, L in trainer.learners.items():
             sp = L.settings.self_play
             if sp is None:
                 continue
+            if link is None and trainer.cfg.league is not None:
+                link = open_league_link(trainer.cfg)
             folder = Path(ck.results_dir) / ck.run_id / name / "snapshots"
             sub_seed = None if seed < 0 else seed * 7919 + len(ghosts)
-            ghosts[name] = BehaviorGhost(L, sp, spec.turn_based, spec.env_id, spec.state_shape, folder, sub_seed)
+            ghosts[name] = BehaviorGhost(L, sp, spec.turn_based, spec.env_id, spec.state_shape, folder, sub_seed,
+                                         link=link)
         return cls(ghosts) if ghosts else None
 
     def begin_rollout(self, step: int) -> None:

@@ -1,6 +1,7 @@
 """Self-play (marl/selfplay.py): Elo arithmetic, ghost bookkeeping, turn-based and two-team games, resume, evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -268,3 +269,53 @@ def test_self_play_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="self_play.elo_k"):
         cfg_of(bad)
     assert SelfPlaySettings().elo_k == 16.0
+
+
+def test_league_block_registers_snapshots_with_lineage_and_draws_pfsp_opponents(tmp_path, monkeypatch):
+    """The trainer's ``league:`` link: snapshots become league players (files copied into the league),
+    lineage follows training order, and window opponents are drawn by PFSP from the payoff matrix."""
+    from league.cli import main as league_main
+    from league.config import load_config as load_league
+    from league.league import League
+    from league.synthetic import fake_result
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lg.yaml").write_text("name: ttt\nenv: {id: 'openspiel:tic_tac_toe'}\n"
+                                      "players:\n  - {name: random, policy: 'bot:random'}\n")
+    assert league_main(["init", "lg.yaml"]) == 0
+    data = selfplay_config(tmp_path, max_steps=3000, window=5, play_against_latest_model_ratio=0.0)
+    data["league"] = {"config": "lg.yaml", "register_every": 1, "pfsp_from_league": True}
+    run(data)
+    lg = League(load_league(str(tmp_path / "lg.yaml")))
+    snaps = sorted((p for p in lg.store.players() if p.name.startswith("sp/")), key=lambda p: p.version)
+    steps = [p.version for p in snaps]
+    assert len(snaps) >= 3 and steps[0] == 0 and steps == sorted(set(steps))  # one per save_steps, in training order
+    assert [p.parent for p in snaps] == [None] + [p.name for p in snaps[:-1]]
+    assert all((tmp_path / "policies" / "sp").joinpath(f"player-{p.version}.pt").is_file() for p in snaps)
+    # PFSP (hard): the newest snapshot always loses to the oldest and beats the rest -> it draws the oldest
+    trainer, venv = trainer_and_venv({**data, "checkpoint_settings": {"run_id": "sp2", "results_dir": str(tmp_path)}})
+    g = trainer.selfplay.ghosts["player"]
+    newest, oldest = snaps[-1].name, snaps[0].name
+    for i, p in enumerate(snaps[:-1]):
+        for k in range(10):
+            r = fake_result(f"m{i}-{k}", newest, p.name, -1.0 if p.name == oldest else 1.0)
+            lg.store.record_match(dataclasses.replace(r, env_id="openspiel:tic_tac_toe"))
+    from marl.selfplay import Snapshot
+
+    g.snapshots.clear()
+    g.snapshots.extend(Snapshot({}, 1200.0, p.version, None, p.name) for p in snaps[:-1])
+    g.registered = newest
+    g._refresh_pfsp()
+    picks = [g._window_pick().player for _ in range(200)]
+    assert picks.count(oldest) > 150
+    venv.close()
+
+
+def test_league_block_errors(tmp_path):
+    data = selfplay_config(tmp_path)
+    data["league"] = {"config": str(tmp_path / "missing.yaml")}
+    with pytest.raises(ConfigError, match="league.config"):
+        trainer_and_venv(data)
+    del data["behaviors"]["player"]["self_play"]
+    with pytest.raises(ConfigError, match="no behavior has a self_play block"):
+        cfg_of(data)
