@@ -346,7 +346,7 @@ class ArrayEnv:
             o[f"{name}/active"][i] = True
 
     def _aec_step(self) -> bool:
-        env, o = self.env, self.out
+        env = self.env
         agent = env.agent_selection
         name, i = self._slot[agent]
         env.step(self._action_for(name, i))

@@ -42,7 +42,6 @@ def _open(config: str):
 
 def cmd_init(a) -> int:
     from league.config import EnvBlock, LeagueConfig, StoreBlock, write_config
-    from league.league import League
 
     if not os.path.exists(a.config):
         if not a.env:

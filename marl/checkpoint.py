@@ -108,7 +108,7 @@ class CheckpointManager:
 
     def finalize(self, payload: dict, step: int, reward: float | None, exporter: Any = None) -> None:
         """Final checkpoint: a kept snapshot, recorded as ``final_checkpoint``, plus ``<Behavior>.onnx``."""
-        path = self.save(payload, step, reward, snapshot=True, exporter=exporter)
+        self.save(payload, step, reward, snapshot=True, exporter=exporter)
         entry = next(c for c in self.status.behavior(self.behavior)["checkpoints"] if c["steps"] == step)
         self.status.behavior(self.behavior)["final_checkpoint"] = dict(entry)
         if exporter is not None:

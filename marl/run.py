@@ -5,7 +5,6 @@ Units: every step count here is *env steps* (one joint step of one env copy), su
 """
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import time
@@ -16,8 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from envs.adapter import ArrayEnv
-from envs.registry import EnvError, is_executable_path
+from envs.registry import is_executable_path
 from envs.vector import VecEnv, cpu_count, default_factory
 from marl.algos import make_trainer
 from marl.checkpoint import FORMAT, CheckpointError, CheckpointManager, TrainingStatus, load_checkpoint, spec_to_dict

@@ -279,7 +279,7 @@ class BehaviorGhost:
     @torch.inference_mode()
     def act_opponents(self, arrays: dict[str, np.ndarray]) -> None:
         """Overwrite the actions of the opponent slots that must act with the opponent's (sampled) actions."""
-        name, E = self.spec.name, arrays[f"{self.spec.name}/active"].shape[0]
+        name = self.spec.name
         active = arrays[f"{name}/active"][:, self.opponent_slots]  # [E, n_opp]
         if not active.any():
             return

@@ -21,7 +21,6 @@ def test_truncation_gives_final_obs_and_resets():
     o = env.out
     for t in range(3):
         o["agent/act_d"][:] = 0
-        before = o["agent/obs"].copy()
         stats = env.step()
     assert stats is not None and stats.length == 3
     assert o["agent/truncated"].all() and not o["agent/terminated"].any()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from envs.adapter import ArrayEnv
 from envs.vector import VecEnv, default_factory
 from marl.algos.qmix import QMixer, QMIXTrainer, VDNMixer, epsilon_at, epsilon_greedy, td_lambda_targets
 from marl.checkpoint import load_checkpoint

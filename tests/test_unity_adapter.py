@@ -1,11 +1,7 @@
 """The Unity adapter against the stand-in player over real gRPC on 127.0.0.1."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -13,36 +9,12 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from envs.unity import UnityPlayerDied, make_unity_env
+from unity_helpers import STANDIN, free_port, time_limit
 
-STANDIN = os.path.join(os.path.dirname(sys.executable), "marl-unity-standin")
 A0, A1, A2, A3 = (f"SoccerTwos?team={k // 2}?agent_id={k}" for k in range(4))
 
 
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """No test may hang: SIGALRM after 90 s."""
-    def boom(*_):
-        raise TimeoutError("test took longer than 90 s")
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(90)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
-
-
-def free_port(n: int = 1) -> int:
-    """A port p in 21000-28999 with p .. p+n-1 free on 127.0.0.1 (random start: parallel runs rarely collide)."""
-    rng = np.random.default_rng()
-    for _ in range(200):
-        p = int(rng.integers(21000, 29000 - n))
-        try:
-            for q in range(p, p + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", q))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
+_time_limit = time_limit(90)
 
 
 def make(tmp_path, *args: str, **kw):

@@ -2,41 +2,21 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import sys
 import time
 
 import numpy as np
 import pytest
 
 from envs.unity import UnityEnvError, make_unity_env
+from unity_helpers import STANDIN, time_limit
+from unity_helpers import free_port as _free_port
 
-STANDIN = os.path.join(os.path.dirname(sys.executable), "marl-unity-standin")
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    def boom(*_):
-        raise TimeoutError("test took longer than 60 s")
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+_time_limit = time_limit(60)
 
 
 def free_port() -> int:
-    rng = np.random.default_rng()
-    for _ in range(200):
-        p = int(rng.integers(29000, 31000))
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
+    return _free_port(1, 29000, 31000)
 
 
 def start(path: str | None, port: int, timeout: float = 3, **kw):

@@ -2,23 +2,16 @@
 a player crash (the player is restarted and the run finishes)."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("marl.cli.learn") is None,
-                       reason="needs the lead's trainer CLI (marl.cli.learn) to call envs.unity.unity_factory"),
-]
+from unity_helpers import STANDIN, free_port
 
-STANDIN = os.path.join(os.path.dirname(sys.executable), "marl-unity-standin")
+pytestmark = pytest.mark.slow
+
 CONFIG = """
 behaviors:
   SoccerTwos:
@@ -35,17 +28,7 @@ environment_parameters: {ball_touch: 0.5}
 
 
 def free_base_port(n: int) -> int:
-    rng = np.random.default_rng()
-    for _ in range(200):
-        p = int(rng.integers(31000, 33000))
-        try:
-            for q in range(p, p + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", q))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
+    return free_port(n, 31000, 33000)
 
 
 def test_marl_learn_on_the_standin_restarts_a_crashed_player(tmp_path: Path):
