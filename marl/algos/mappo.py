@@ -27,6 +27,7 @@ Choices, each as in the official MAPPO code unless noted:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -236,6 +237,7 @@ class PPOTrainer:
         from marl.selfplay import SelfPlayController
 
         self.selfplay: SelfPlayController | None = SelfPlayController.for_trainer(self)
+        self.timing = (0.0, 0.0)  # seconds waiting on env steps, seconds in updates (run_logs/timers.json)
 
     # ------------------------------------------------------------------------------ rollout
     @torch.inference_mode()
@@ -297,13 +299,15 @@ class PPOTrainer:
         arrays = venv.arrays
         for L in self.learners.values():
             L.buffer.reset()
-        t = 0
+        t, t_env = 0, 0.0
         if self.selfplay is not None:  # self-play hook: team change / first opponent
             self.selfplay.begin_rollout(step)
         while True:
             state = torch.from_numpy(arrays["state"])
             self._act(arrays, state)
+            t0 = time.perf_counter()
             finished = venv.step()
+            t_env += time.perf_counter() - t0
             for _, stats in finished:
                 if on_episode is not None:
                     on_episode(_, stats)
@@ -319,9 +323,11 @@ class PPOTrainer:
             state = torch.from_numpy(arrays["state"].copy())
             boots = {n: L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state)
                      .view(self.E, L.spec.n_agents).clone() for n, L in self.learners.items()}
+        t0 = time.perf_counter()
         for name, L in self.learners.items():
             if step < L.settings.max_steps:
                 logs[name] = L.update(step + steps, boots[name])
+        self.timing = (self.timing[0] + t_env, self.timing[1] + time.perf_counter() - t0)
         if self.selfplay is not None:  # self-play hook: snapshots, Self-play/ELO
             for name, scalars in self.selfplay.end_rollout(step + steps).items():
                 logs.setdefault(name, {}).update(scalars)
