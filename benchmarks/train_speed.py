@@ -3,7 +3,8 @@
 Prints, for each seed: whole-training throughput (env steps per second of wall time, env
 stepping + inference + updates), the raw step rate of ONE env process under random actions
 measured in the same run (the ceiling), their ratio, the mean per-agent episode return over the
-last 100 training episodes (the ``Environment/Cumulative Reward`` figure) at fixed step counts,
+last 100 training episodes (the ``Environment/Cumulative Reward`` figure) at fixed step counts
+and the best such figure reached within them (summaries every 20,000 env steps),
 and peak resident memory (trainer process, largest env worker). Then a summary over seeds.
 
 Usage (defaults reproduce the foundation issue's figures)::
@@ -67,6 +68,12 @@ def at_step(history: list, target: int) -> float | None:
     return None
 
 
+def best_within(history: list, target: int) -> float | None:
+    """Best last-100-episode mean over the summaries up to ``target`` env steps ("reaches X within N")."""
+    vals = [last100 for step, _, last100 in history if step <= target]
+    return max(vals) if vals else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/mappo/simple_spread.yaml")
@@ -104,15 +111,18 @@ def main() -> None:
             rss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             returns = {b: {s: at_step(h, s) for s in args.report_steps} for b, h in out["history"].items()}
+            best = {b: {s: best_within(h, s) for s in args.report_steps} for b, h in out["history"].items()}
             row = {"seed": seed, "train_steps_per_s": sps, "raw_steps_per_s": raw, "ratio": sps / raw,
-                   "wall_s": out["seconds"], "steps": out["step"], "returns_last100": returns,
+                   "wall_s": out["seconds"], "steps": out["step"], "returns_last100": returns, "best_last100_within": best,
                    "peak_rss_mb": {"trainer": rss_main, "largest_worker": rss_child}}
             rows.append(row)
             ret = "; ".join(f"{b}: " + ", ".join(f"{s // 1000}k {v:.2f}" if v is not None else f"{s // 1000}k n/a"
                                                  for s, v in r.items()) for b, r in returns.items())
+            reach = "; ".join(f"{b}: " + ", ".join(f"{s // 1000}k {v:.2f}" for s, v in r.items() if v is not None)
+                              for b, r in best.items())
             print(f"seed {seed}: train {sps:,.0f} env steps/s, raw env {raw:,.0f} steps/s, ratio {sps / raw:.0%}, "
                   f"wall {out['seconds']:.0f} s, peak RSS {rss_main:.0f} MB trainer / {rss_child:.0f} MB worker; "
-                  f"return (last 100 episodes) {ret}", flush=True)
+                  f"return (last 100 episodes) at {ret}; best reached within {reach}", flush=True)
             if args.json:
                 print(json.dumps(row), flush=True)
     ratios = [r["ratio"] for r in rows]
@@ -123,6 +133,10 @@ def main() -> None:
             if vals:
                 print(f"summary: {b} return at {s // 1000}k: mean {np.mean(vals):.2f}, worst {min(vals):.2f}, "
                       f"per seed {[round(v, 2) for v in vals]}", flush=True)
+            best_vals = [r["best_last100_within"][b][s] for r in rows if r["best_last100_within"][b][s] is not None]
+            if best_vals:
+                print(f"summary: {b} best return reached within {s // 1000}k: worst seed {min(best_vals):.2f}, "
+                      f"per seed {[round(v, 2) for v in best_vals]}", flush=True)
 
 
 if __name__ == "__main__":
