@@ -5,6 +5,7 @@ results/connect_four_selfplay/ once that run exists) in a temporary store, plays
 the Bradley-Terry table, then checks that MCTS bots rank by simulation count and snapshots by training step.
 
     .venv/bin/python benchmarks/league_connect_four.py [--games-per-pair 4] [--workers 2] [--db sqlite:///...]
+        [--run results/c4 --snapshots 5]    # another self-play run; 5 evenly spaced snapshots of it
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from scipy.stats import spearmanr
 
 from league.config import load_config
 from league.leaderboard import leaderboard, rich_table
-from league.league import League
+from league.league import League, find_snapshots
 from league.runners import LocalRunner
 from league.store import LeagueStore, sqlite_url
 from league.tournaments import run_round_robin
@@ -30,11 +31,23 @@ def main() -> None:
     ap.add_argument("--games-per-pair", type=int, default=4, help="games per pair and seat order")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--db", help="store URL (default: a temporary SQLite file)")
+    ap.add_argument("--run", help="self-play results folder (default: the config's snapshots: source)")
+    ap.add_argument("--snapshots", type=int, default=0, help="keep N evenly spaced snapshots (0: all)")
     a = ap.parse_args()
     cfg = load_config(CONFIG)
+    if a.run:
+        cfg.snapshots = []
     with tempfile.TemporaryDirectory() as d:
         league = League(cfg, LeagueStore(a.db or sqlite_url(os.path.join(d, "league.db"))))
         league.register_config_players()
+        if a.run:
+            snaps = find_snapshots(a.run)
+            if a.snapshots and len(snaps) > a.snapshots:
+                last = len(snaps) - 1
+                snaps = [snaps[round(i * last / (a.snapshots - 1))] for i in range(a.snapshots)]
+            for s in snaps:
+                league.add_policy(s.path, name=f"{s.run_id}/{s.behavior}-{s.step}", behavior=s.behavior,
+                                  version=s.step, tags=["snapshot", s.run_id], meta={"step": s.step})
         with LocalRunner(a.workers) as runner:
             stats = run_round_robin(league, runner, games_per_pair=a.games_per_pair)
         print(f"{stats.completed} matches in {stats.seconds:.0f} s ({stats.matches_per_second:.2f}/s)")

@@ -78,6 +78,10 @@ class LeagueLink:
         self._last[behavior] = name
         return name
 
+    def continue_lineage(self, behavior: str, player: str) -> None:
+        """Make ``player`` the parent of the next snapshot registered for ``behavior`` (``--resume``)."""
+        self._last[behavior] = player
+
     def opponent_probabilities(self, player: str, candidates: Sequence[str]) -> np.ndarray:
         """PFSP probabilities float64 ``[len(candidates)]`` for ``player`` from the league's payoff matrix."""
         payoff = Payoff(self.league.games(), [player, *candidates])

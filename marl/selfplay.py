@@ -359,7 +359,7 @@ class BehaviorGhost:
         self.n_saved = int(state.get("n_saved", 0))
         self.registered = state.get("registered")
         if self.link is not None and self.registered:
-            self.link._last[self.spec.name] = self.registered  # lineage continues across --resume
+            self.link.continue_lineage(self.spec.name, self.registered)  # lineage continues across --resume
         self.snapshots.clear()
         for entry in state.get("snapshots", []):
             if not entry.get("path"):

@@ -292,6 +292,13 @@ def test_league_block_registers_snapshots_with_lineage_and_draws_pfsp_opponents(
     assert len(snaps) >= 3 and steps[0] == 0 and steps == sorted(set(steps))  # one per save_steps, in training order
     assert [p.parent for p in snaps] == [None] + [p.name for p in snaps[:-1]]
     assert all((tmp_path / "policies" / "sp").joinpath(f"player-{p.version}.pt").is_file() for p in snaps)
+    # --resume continues the lineage from the last registered snapshot
+    data["checkpoint_settings"]["resume"] = True
+    data["behaviors"]["player"]["max_steps"] = 4500
+    run(data)
+    more = sorted((p for p in lg.store.players() if p.name.startswith("sp/")), key=lambda p: p.version)
+    assert len(more) > len(snaps) and more[len(snaps)].parent == snaps[-1].name
+    snaps = more
     # PFSP (hard): the newest snapshot always loses to the oldest and beats the rest -> it draws the oldest
     trainer, venv = trainer_and_venv({**data, "checkpoint_settings": {"run_id": "sp2", "results_dir": str(tmp_path)}})
     g = trainer.selfplay.ghosts["player"]
