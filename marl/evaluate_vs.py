@@ -321,7 +321,7 @@ def _env_for(policy_path: Path, env_id: str | None) -> tuple[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m marl.evaluate_vs",
-                                description="Play a trained policy against named opponents; W/D/L with 95%% intervals.")
+                                description="Play a trained policy against named opponents; W/D/L with 95% intervals.")
     p.add_argument("policy", help="results/<run-id>, a .pt checkpoint/snapshot, or an .onnx file")
     p.add_argument("--opponent", action="append", required=True,
                    help="random | mcts:N | path to a snapshot/checkpoint/ONNX/run folder (repeatable)")

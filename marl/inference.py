@@ -53,7 +53,7 @@ class TorchActorPolicy(Policy):
 
         self.path, self.spec = path, spec_from_dict(ck["behavior_spec"])
         self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action,
-                           NetworkSettings.model_validate(ck["network_settings"]))
+                           NetworkSettings.model_validate(ck["network_settings"]), self.spec.obs_shape)
         self.actor.load_state_dict(ck["trainer"]["actor"])
         self.actor.eval()
 

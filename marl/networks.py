@@ -6,6 +6,13 @@ MLP blocks ``Linear -> activation -> LayerNorm``, optional LayerNorm on the inpu
 layers, ``0.01`` for the policy head and ``1`` for the value head. The agent index enters as a
 one-hot vector appended to the observation (parameter sharing with agent ids, §"Parameter
 sharing"). Continuous actions use a diagonal Gaussian with a state-independent learned log-std.
+
+Image observations (a behavior whose observation is one ``[C, H, W]`` sensor) go through
+ML-Agents' visual encoders (``network_settings.vis_encode_type``; ML-Agents
+``mlagents/trainers/torch_entities/encoders.py``): ``simple``, ``nature_cnn``, ``resnet``,
+``match3`` (small boards) or ``fully_connected``. An image smaller than the chosen encoder's
+minimum (simple 20, nature_cnn 36, resnet 15, match3 5 pixels; ML-Agents raises instead) is
+flattened into the MLP, as are observations made of several sensors.
 """
 from __future__ import annotations
 
@@ -22,6 +29,71 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+MIN_RESOLUTION = {"simple": 20, "nature_cnn": 36, "resnet": 15, "match3": 5, "fully_connected": 1}
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class VisualEncoder(nn.Module):
+    """ML-Agents' visual encoders: ``[B, C*H*W]`` flat float32 (CHW order) -> ``[B, hidden_units]``.
+
+    * ``simple``: conv 16 8x8/4, conv 32 4x4/2 (``SimpleVisualEncoder``);
+    * ``nature_cnn``: conv 32 8x8/4, 64 4x4/2, 64 3x3/1 (Mnih et al. 2015; ``NatureVisualEncoder``);
+    * ``resnet``: 3 stacks [16, 32, 32] of conv 3x3, max-pool 3x3/2, 2 residual blocks (Espeholt
+      et al. 2018, IMPALA; ``ResNetVisualEncoder``);
+    * ``match3``: conv 35 3x3, conv 144 3x3 (``SmallVisualEncoder``, for boards of 5x5 and up);
+    * ``fully_connected``: flatten only;
+
+    each followed by ``Linear(-> hidden_units)`` and LeakyReLU (ResNet: Swish), as in ML-Agents.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], kind: str, hidden: int):
+        super().__init__()
+        self.shape = tuple(int(x) for x in shape)
+        c = self.shape[0]
+        lrelu = nn.LeakyReLU
+        if kind == "simple":
+            conv = [nn.Conv2d(c, 16, 8, 4), lrelu(), nn.Conv2d(16, 32, 4, 2), lrelu()]
+        elif kind == "nature_cnn":
+            conv = [nn.Conv2d(c, 32, 8, 4), lrelu(), nn.Conv2d(32, 64, 4, 2), lrelu(), nn.Conv2d(64, 64, 3, 1), lrelu()]
+        elif kind == "match3":
+            conv = [nn.Conv2d(c, 35, 3, 1), lrelu(), nn.Conv2d(35, 144, 3, 1), lrelu()]
+        elif kind == "resnet":
+            conv, ch_in = [], c
+            for ch in (16, 32, 32):
+                conv += [nn.Conv2d(ch_in, ch, 3, padding=1), nn.MaxPool2d(3, 2, padding=1), _ResBlock(ch), _ResBlock(ch)]
+                ch_in = ch
+            conv.append(nn.SiLU())
+        elif kind == "fully_connected":
+            conv = []
+        else:
+            raise ValueError(f"network_settings.vis_encode_type: unknown encoder '{kind}'")
+        self.conv = nn.Sequential(*conv, nn.Flatten())
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, *self.shape)).shape[1]
+        self.dense = nn.Sequential(nn.Linear(flat, hidden), nn.SiLU() if kind == "resnet" else lrelu())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.conv(obs.reshape(-1, *self.shape)))
+
+
+def make_encoder(obs_shape: tuple[int, ...] | None, net: NetworkSettings) -> VisualEncoder | None:
+    """The visual encoder for a single ``[C, H, W]`` observation, or None (the MLP takes the flat obs).
+
+    None also when the image is smaller than the encoder's minimum (see the module docstring).
+    """
+    if obs_shape is None or len(obs_shape) != 3 or min(obs_shape[1:]) < MIN_RESOLUTION[net.vis_encode_type]:
+        return None
+    return VisualEncoder(tuple(obs_shape), net.vis_encode_type, net.hidden_units)
 
 
 def mlp(in_size: int, net: NetworkSettings) -> nn.Sequential:
@@ -46,16 +118,20 @@ class Actor(nn.Module):
         n_agents: agents of the behavior (size of the one-hot id; 0 disables it).
         action: the behavior's :class:`ActionSpec` (discrete branches and/or continuous).
         net: network settings (``normalize`` adds a :class:`RunningMeanStd` on observations).
+        obs_shape: the observation's shape; a ``[C, H, W]`` image gets a :class:`VisualEncoder`
+            (``net.vis_encode_type``) before the MLP.
 
-    Inputs: ``obs`` float32 ``[B, obs_size]``, ``agent_id`` float32 ``[B, n_agents]`` one-hot,
-    ``mask`` float32 ``[B, sum(branches)]`` (1 = allowed) or ``None``.
+    Inputs: ``obs`` float32 ``[B, obs_size]`` (images flattened in CHW order), ``agent_id`` float32
+    ``[B, n_agents]`` one-hot, ``mask`` float32 ``[B, sum(branches)]`` (1 = allowed) or ``None``.
     """
 
-    def __init__(self, obs_size: int, n_agents: int, action: ActionSpec, net: NetworkSettings):
+    def __init__(self, obs_size: int, n_agents: int, action: ActionSpec, net: NetworkSettings,
+                 obs_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.obs_size, self.n_agents, self.action = obs_size, n_agents, action
         self.obs_norm = RunningMeanStd((obs_size,)) if net.normalize else None
-        self.body = mlp(obs_size + n_agents, net)
+        self.encoder = make_encoder(obs_shape, net)
+        self.body = mlp((net.hidden_units if self.encoder is not None else obs_size) + n_agents, net)
         self.branches = list(action.discrete_branches)
         self.logits = _init(nn.Linear(net.hidden_units, sum(self.branches)), 0.01) if self.branches else None
         self.mu = _init(nn.Linear(net.hidden_units, action.continuous_size), 0.01) if action.continuous_size else None
@@ -64,6 +140,8 @@ class Actor(nn.Module):
     def features(self, obs: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         return self.body(torch.cat([obs, agent_id], -1) if self.n_agents else obs)
 
     def forward(self, obs: torch.Tensor, agent_id: torch.Tensor, mask: torch.Tensor | None = None
@@ -128,15 +206,20 @@ class Critic(nn.Module):
     agent-specific global state, Yu et al. 2022 §4). IPPO: ``x`` is the agent's own observation.
 
     Inputs ``x`` float32 ``[B, in_size]``, ``agent_id`` float32 ``[B, n_agents]``; output ``[B]``.
+    ``in_shape``: the shape of ``x``; a ``[C, H, W]`` image (IPPO's critic on image observations)
+    gets its own :class:`VisualEncoder`.
     """
 
-    def __init__(self, in_size: int, n_agents: int, net: NetworkSettings):
+    def __init__(self, in_size: int, n_agents: int, net: NetworkSettings, in_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.n_agents = n_agents
-        self.body = mlp(in_size + n_agents, net)
+        self.encoder = make_encoder(in_shape, net)
+        self.body = mlp((net.hidden_units if self.encoder is not None else in_size) + n_agents, net)
         self.v = _init(nn.Linear(net.hidden_units, 1), 1.0)
 
     def forward(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
+        if self.encoder is not None:
+            x = self.encoder(x)
         return self.v(self.body(torch.cat([x, agent_id], -1) if self.n_agents else x)).squeeze(-1)
 
 

@@ -141,6 +141,32 @@ def test_onnx_greedy_actions_equal_torch_actor(trainer_type, case):
         assert np.all(np.abs(s) <= 1.0) and not np.allclose(s, out["deterministic_continuous_actions"])
 
 
+@pytest.mark.parametrize("encoder,shape", [("match3", (3, 6, 7)), ("simple", (3, 24, 20)), ("nature_cnn", (2, 36, 40)),
+                                           ("resnet", (3, 16, 15)), ("fully_connected", (3, 6, 7))])
+def test_image_encoders_export_and_act_like_torch(encoder, shape):
+    """ML-Agents' visual encoders (vis_encode_type) run inside the graph on a [B, C, H, W] obs_0."""
+    payload, actor = make_actor_payload(ActionSpec((7,)), trainer_type="ippo", n_agents=2, obs_shape=shape,
+                                        seed=4, vis_encode_type=encoder)
+    convs = [m for m in actor.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert (len(convs) == 0) == (encoder == "fully_connected")
+    sess = _session(export_bytes(payload, agent_slot=1).data)
+    assert list(sess.get_inputs()[0].shape[1:]) == list(shape)
+    rng = np.random.default_rng(2)
+    obs = rng.uniform(0, 1, (64, *shape)).astype(np.float32)
+    mask = random_masks(rng, 64, (7,))
+    out = _run(sess, {"obs_0": obs, "action_masks": mask})
+    ids = torch.nn.functional.one_hot(torch.full((64,), 1), 2).float()
+    with torch.no_grad():
+        d, _, _ = actor.act(torch.from_numpy(obs.reshape(64, -1)), ids, torch.from_numpy(mask), deterministic=True)
+    np.testing.assert_array_equal(out["deterministic_discrete_actions"], d.numpy())
+    assert len(np.unique(d.numpy())) > 1
+
+
+def test_small_images_fall_back_to_the_mlp():
+    _, actor = make_actor_payload(ActionSpec((7,)), obs_shape=(3, 6, 7), vis_encode_type="simple")
+    assert actor.encoder is None  # 6x7 is below simple's 20x20 minimum: flattened, as before
+
+
 def test_agent_slot_is_baked_in():
     payload, actor = make_actor_payload(ActionSpec((5,)), seed=2)
     rng = np.random.default_rng(0)

@@ -11,7 +11,8 @@ from marl.networks import Actor
 
 def make_actor_payload(action: ActionSpec, trainer_type: str = "mappo", n_agents: int = 3, obs_shape=(18,),
                        normalize: bool = False, hidden_units: int = 32, num_layers: int = 2, seed: int = 0,
-                       behavior: str = "agent", extra: dict | None = None) -> tuple[dict, Actor]:
+                       behavior: str = "agent", extra: dict | None = None,
+                       vis_encode_type: str = "simple") -> tuple[dict, Actor]:
     """A PPO-family checkpoint payload and its :class:`Actor`.
 
     Weights are perturbed away from the orthogonal init (whose policy head has gain 0.01, so
@@ -20,8 +21,9 @@ def make_actor_payload(action: ActionSpec, trainer_type: str = "mappo", n_agents
     """
     torch.manual_seed(seed)
     spec = BehaviorSpec(behavior, tuple(f"a{i}" for i in range(n_agents)), tuple(obs_shape), action)
-    net = NetworkSettings(hidden_units=hidden_units, num_layers=num_layers, normalize=normalize)
-    actor = Actor(spec.obs_size, spec.n_agents, spec.action, net)
+    net = NetworkSettings(hidden_units=hidden_units, num_layers=num_layers, normalize=normalize,
+                          vis_encode_type=vis_encode_type)
+    actor = Actor(spec.obs_size, spec.n_agents, spec.action, net, spec.obs_shape)
     with torch.no_grad():
         for p in actor.parameters():
             p.add_(torch.randn_like(p) * 0.3)

@@ -75,8 +75,9 @@ class PPOLearner:
         self.gamma = settings.reward_signals.extrinsic.gamma
         self.strength = settings.reward_signals.extrinsic.strength
         A, net = spec.n_agents, settings.network_settings
-        self.actor = Actor(spec.obs_size, A, spec.action, net).to(device)
-        self.critic = Critic(state_size if centralised else spec.obs_size, A, net).to(device)
+        self.actor = Actor(spec.obs_size, A, spec.action, net, spec.obs_shape).to(device)
+        self.critic = Critic(state_size if centralised else spec.obs_size, A, net,
+                             None if centralised else spec.obs_shape).to(device)
         self.value_norm = ValueNorm().to(device) if self.hp.use_value_norm else None
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.hp.learning_rate, eps=self.hp.adam_eps)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.hp.critic_learning_rate or self.hp.learning_rate,
