@@ -35,8 +35,7 @@ def _views(buffers: dict[str, object], layout: dict, n: int) -> dict[str, np.nda
 
 def _worker(conn: Connection, factory: EnvFactory, first: int, count: int, buffers: dict, layout: dict,
             n_total: int, seed: int | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C / SIGTERM and closes us
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     try:
         arrays = _views(buffers, layout, n_total)
         envs = []
@@ -116,16 +115,20 @@ class VecEnv:
         ctx = mp.get_context(start_method)
         buffers = {k: ctx.RawArray("b", int(np.prod((self.n, *s))) * d.itemsize or 1) for k, (s, d) in self.layout.items()}
         self.arrays = _views(buffers, self.layout, self.n)
-        for w in range(num_envs):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(child, factory, w * num_areas, num_areas, buffers, self.layout,
-                                                  self.n, seed), daemon=True, name=f"env-worker-{w}")
-            p.start()
-            child.close()
-            self._procs.append(p)
-            self._conns.append(parent)
-        for conn in self._conns:
-            self._recv(conn)
+        try:
+            for w in range(num_envs):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=_worker, args=(child, factory, w * num_areas, num_areas, buffers, self.layout,
+                                                      self.n, seed), daemon=True, name=f"env-worker-{w}")
+                p.start()
+                child.close()
+                self._procs.append(p)
+                self._conns.append(parent)
+            for conn in self._conns:
+                self._recv(conn)
+        except BaseException:  # Ctrl-C while players start, or a failed worker: never leave workers behind
+            self.close()
+            raise
 
     def _recv(self, conn: Connection) -> list:
         try:

@@ -228,7 +228,11 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     areas = 1 if is_executable_path(env_id) else es.num_areas
     venv = VecEnv(factory, spec, es.num_envs, areas, seed=seed)
     interrupted = False
-    curriculum = _curriculum(cfg, status, venv, resume=ck.resume)
+    try:
+        curriculum = _curriculum(cfg, status, venv, resume=ck.resume)
+    except BaseException:
+        venv.close()
+        raise
 
     def extra(b: str) -> dict:
         return trainer.extra_state(b) if hasattr(trainer, "extra_state") else {}

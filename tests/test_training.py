@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -141,6 +142,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, signum):
             seen = int(line.split("Step: ")[1].split(".")[0])
             break
     proc.send_signal(signum)
+    time.sleep(0.05)
+    proc.send_signal(signum)  # an impatient second Ctrl-C must not cut the checkpoint save short
     rest, _ = proc.communicate(timeout=300)
     out = "".join(lines) + rest
     assert proc.returncode == 0, out

@@ -96,24 +96,39 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return parse_config(data, source)
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals() -> dict | None:
     """Make Ctrl-C (SIGINT) and SIGTERM (cloud preemption, ``docker stop``, ``kill``) end training cleanly.
 
-    Both raise ``KeyboardInterrupt`` in the training loop, which saves a resumable checkpoint
-    (``--resume``). SIGINT is re-armed explicitly because a shell starts background jobs
-    (``marl-learn ... &``) with SIGINT ignored, and Python then never raises ``KeyboardInterrupt``.
+    The first signal raises ``KeyboardInterrupt`` in the training loop, which saves a resumable
+    checkpoint (``--resume``); later ones are ignored so they cannot cut that save short. SIGINT is
+    re-armed explicitly because a shell starts background jobs (``marl-learn ... &``) with SIGINT
+    ignored, and Python then never raises ``KeyboardInterrupt``.
+
+    Returns:
+        the previous handlers (for :func:`_restore_signals`), or None off the main thread.
     """
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def interrupt(signum, frame):
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)  # saving now: a second Ctrl-C must not lose the checkpoint
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
+    for s in previous:
+        signal.signal(s, interrupt)
+    return previous
+
+
+def _restore_signals(previous: dict | None) -> None:
+    import signal
+
+    for s, handler in (previous or {}).items():
+        signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,9 +148,16 @@ def main(argv: list[str] | None = None) -> int:
             print_report(evaluate_run(run_dir, episodes=100, seed=max(cfg.env_settings.seed, 0), env_path=cfg.env_settings.env_path), console)
             return 0
         run_dir = prepare_run_dir(cfg)
-        _stop_on_signals()
-        console.print(f"[INFO] Run '{cfg.checkpoint_settings.run_id}' -> {run_dir}", markup=False, highlight=False, soft_wrap=True)
-        train(cfg, run_dir, console=console)
+        previous = _stop_on_signals()
+        try:
+            console.print(f"[INFO] Run '{cfg.checkpoint_settings.run_id}' -> {run_dir}", markup=False, highlight=False,
+                          soft_wrap=True)
+            train(cfg, run_dir, console=console)
+        except KeyboardInterrupt:  # before or after the training loop (which saves on its own)
+            print("interrupted before training started or after it ended; nothing more to save", file=sys.stderr)
+            return 130
+        finally:
+            _restore_signals(previous)
         return 0
     except Exception as exc:  # one line for known problems; a traceback only with --debug
         from envs.registry import EnvError
