@@ -27,7 +27,9 @@ from typing import Sequence
 
 import numpy as np
 from league.config import load_config
+from league.errors import UnknownPlayerError
 from league.league import League
+from league.policies import file_sha256
 from league.matchmaking import Payoff, pfsp_weights
 from marl.config import LeagueSettings
 
@@ -41,7 +43,8 @@ class LeagueLink:
     Args:
         settings: the ``league:`` block.
         run_id: the run id (player names are ``<run_id>/<Behavior>-<step>``).
-        base_dir: folder the block's relative ``config`` path is relative to (the trainer YAML's folder).
+        base_dir: folder the block's relative ``config`` path is relative to (the trainer uses the
+            working directory, like ``env_path``).
 
     Raises:
         ConfigError / StoreError: the league config or store cannot be opened.
@@ -54,25 +57,51 @@ class LeagueLink:
         self.league = League(load_config(path))
         self._last: dict[str, str] = {}
 
+    def _player(self, name: str):
+        try:
+            return self.league.store.get_player(name)
+        except UnknownPlayerError:
+            return None
+
     def register_snapshot(self, path: str, behavior: str, step: int) -> str | None:
         """Copy a freshly saved snapshot into the league's ``policies/<run-id>/`` folder and register it.
 
+        The file is copied to a temporary name, hashed, and renamed into place only once its
+        player name is settled, so a file a registered player points to is never overwritten.
+        Registering the same file again is a no-op; a *different* policy at a step already
+        registered (a run resumed from an earlier checkpoint re-takes its snapshots) becomes
+        ``<run-id>/<behavior>-<step>~<hash8>``.
+
         Returns:
-            its player name ``<run-id>/<behavior>-<step>`` (None when registration is off).
+            its player name (None when registration is off).
 
         Raises:
-            PolicyFileError: missing/unsupported file; StoreError: the name is taken by another policy.
+            PolicyFileError: missing/unsupported file; StoreError: the store refused the player.
         """
         if not self.settings.register_snapshots:
             return None
         name = f"{self.run_id}/{behavior}-{step}"
-        parent = self._last.get(behavior)
-        kept = os.path.join(self.league.config.base_dir, "policies", self.run_id, os.path.basename(path))
-        if os.path.abspath(path) != os.path.abspath(kept):
-            os.makedirs(os.path.dirname(kept), exist_ok=True)
-            tmp = f"{kept}.tmp{os.getpid()}"
-            shutil.copyfile(path, tmp)
+        folder = os.path.join(self.league.config.base_dir, "policies", self.run_id)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
+        shutil.copyfile(path, tmp)
+        try:
+            digest = file_sha256(tmp)
+            old = self._player(name)
+            if old is not None and old.policy_hash == digest:
+                self._last[behavior] = name
+                return name
+            stem, ext = os.path.splitext(os.path.basename(path))
+            if old is not None:
+                name, stem = f"{name}~{digest[:8]}", f"{stem}~{digest[:8]}"
+            kept = os.path.join(folder, stem + ext)
             os.replace(tmp, kept)  # atomic: a crash never leaves a torn policy file in the league
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        parent = self._last.get(behavior)
+        if parent is not None and self._player(parent) is None:
+            parent = None  # the league lost the parent (reset store, other config): start a new line
         self.league.add_policy(kept, name=name, behavior=behavior, version=int(step), parent=parent,
                                tags=["snapshot", self.run_id], meta={"run_id": self.run_id, "step": int(step)})
         self._last[behavior] = name
@@ -82,11 +111,21 @@ class LeagueLink:
         """Make ``player`` the parent of the next snapshot registered for ``behavior`` (``--resume``)."""
         self._last[behavior] = player
 
-    def opponent_probabilities(self, player: str, candidates: Sequence[str]) -> np.ndarray:
-        """PFSP probabilities float64 ``[len(candidates)]`` for ``player`` from the league's payoff matrix."""
-        payoff = Payoff(self.league.games(), [player, *candidates])
-        x = np.array([payoff.win_rate(player, c) for c in candidates])
-        return pfsp_weights(x, self.settings.pfsp_weighting, self.settings.pfsp_p)
+    def win_rates(self, anchors: str | Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """Smoothed P[anchor beats candidate] float64 ``[len(candidates)]`` from the league's match log,
+        averaged over ``anchors`` (an anchor is skipped against itself; unplayed pairs count 0.5)."""
+        anchors = [anchors] if isinstance(anchors, str) else list(anchors)
+        payoff = Payoff(self.league.games(), list(dict.fromkeys([*anchors, *candidates])))
+        out = []
+        for c in candidates:
+            rates = [payoff.win_rate(a, c) for a in anchors if a != c]
+            out.append(float(np.mean(rates)) if rates else 0.5)
+        return np.array(out, np.float64)
+
+    def opponent_probabilities(self, player: str | Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """PFSP probabilities float64 ``[len(candidates)]`` for ``player`` (or several anchors, pooled)
+        from the league's payoff matrix (:meth:`win_rates`, :func:`league.matchmaking.pfsp_weights`)."""
+        return pfsp_weights(self.win_rates(player, candidates), self.settings.pfsp_weighting, self.settings.pfsp_p)
 
     def sample_opponent(self, player: str, candidates: Sequence[str] | None = None,
                         rng: np.random.Generator | None = None) -> str:

@@ -171,8 +171,10 @@ class LeagueSettings(_Strict):
     ``env_path``. With ``register_snapshots`` every ``register_every``-th self-play snapshot is copied
     into ``<league folder>/policies/<run-id>/`` and added as player ``<run-id>/<Behavior>-<step>``
     (with its parent snapshot as lineage). With ``pfsp_from_league`` the window snapshot played at
-    each swap is drawn by PFSP (Vinyals et al. 2019) from the league's payoff matrix instead of
-    uniformly; ``play_against_latest_model_ratio`` still applies first.
+    each swap is drawn by PFSP (Vinyals et al. 2019) from the learner's win rates in the league's
+    match log instead of uniformly (``marl.selfplay.BehaviorGhost.refresh_win_rates``);
+    ``play_against_latest_model_ratio`` still applies first. ``pfsp_from_league`` needs
+    ``register_snapshots``.
     """
 
     config: str
@@ -379,6 +381,9 @@ def parse_config(data: dict, source: str = "<config>") -> RunConfig:
         except ValidationError as err:
             line = _format_error(source, err).split(": ", 1)[1]
             raise ConfigError(f"{source}: default_settings.hyperparameters.{line}") from None
+    if cfg.league is not None and cfg.league.pfsp_from_league and not cfg.league.register_snapshots:
+        raise ConfigError(f"{source}: league.pfsp_from_league: needs register_snapshots: true (PFSP reads the "
+                          "league's results of the registered snapshots)")
     if cfg.league is not None and not any(b.self_play for b in [*cfg.behaviors.values(), cfg.default_settings] if b):
         raise ConfigError(f"{source}: league: registers self-play snapshots, but no behavior has a self_play block "
                           "(add one, or register finished runs with 'league add results/<run-id>')")

@@ -45,6 +45,8 @@ Differences from ML-Agents, on purpose:
 from __future__ import annotations
 
 import copy
+import math
+import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -63,6 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from marl.algos.mappo import PPOLearner, PPOTrainer
 
 ELO_TAG = "Self-play/ELO"
+PFSP_ANCHORS = 3  # league PFSP: the learner's win rate is pooled over its last 3 registered snapshots
+PFSP_REFRESH_SECONDS = 30.0  # ... and re-read from the league's match log at most this often
 
 
 # ------------------------------------------------------------------------------------------ Elo
@@ -177,7 +181,9 @@ class BehaviorGhost:
         self.link = link
         self.n_saved = 0
         self.registered: str | None = None  # the learner's newest league player name
-        self._pfsp: dict[str, float] = {}  # league player -> PFSP weight (refreshed at each snapshot)
+        self.lineage: deque[str] = deque(maxlen=PFSP_ANCHORS)  # the learner's newest league players (PFSP anchors)
+        self._win_rates: dict[str, float] = {}  # league player -> pooled P[learner beats it] (league payoff)
+        self._refreshed = -math.inf
         self._set_learning_mask()
 
     # ---------------------------------------------------------------------------- bookkeeping
@@ -218,30 +224,47 @@ class BehaviorGhost:
 
     # ---------------------------------------------------------------------------- league link
     def _register(self, snap: Snapshot) -> None:
-        """Register ``snap`` in the league and refresh the PFSP weights (league errors only warn:
-        training goes on)."""
+        """Register ``snap`` in the league (league errors only warn: training goes on)."""
         try:
             snap.player = self.link.register_snapshot(str(snap.path), self.spec.name, snap.step)
-            if snap.player is not None:
-                self.registered = snap.player
-            self._refresh_pfsp()
         except Exception as exc:  # noqa: BLE001 - a league problem must not stop training
             warnings.warn(f"league link: snapshot {snap.path} not registered ({type(exc).__name__}: {exc})", stacklevel=2)
-
-    def _refresh_pfsp(self) -> None:
-        if not self.link.settings.pfsp_from_league or self.registered is None:
             return
-        cands = [s.player for s in self.snapshots if s.player is not None and s.player != self.registered]
-        w = self.link.opponent_probabilities(self.registered, cands) if cands else []
-        self._pfsp = dict(zip(cands, map(float, w)))
+        if snap.player is not None:
+            self.registered = snap.player
+            self.lineage.append(snap.player)
+            self._refreshed = -math.inf
+
+    @property
+    def pfsp(self) -> bool:
+        return self.link is not None and self.link.settings.pfsp_from_league
+
+    def refresh_win_rates(self, force: bool = False) -> None:
+        """Re-read the learner's win rates against the window from the league's match log, at most
+        every ``PFSP_REFRESH_SECONDS`` (the log grows while e.g. a ``league run`` gauntlet plays).
+        Anchors: the learner's last ``PFSP_ANCHORS`` registered snapshots, pooled (the newest alone
+        has usually played nothing yet)."""
+        if not self.pfsp or not self.lineage or (not force and time.monotonic() - self._refreshed < PFSP_REFRESH_SECONDS):
+            return
+        self._refreshed = time.monotonic()
+        cands = [s.player for s in self.snapshots if s.player is not None]
+        try:
+            rates = self.link.win_rates(list(self.lineage), cands) if cands else []
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"league link: win rates not read ({type(exc).__name__}: {exc})", stacklevel=2)
+            return
+        self._win_rates = dict(zip(cands, map(float, rates)))
 
     def _window_pick(self) -> Snapshot:
-        """A window snapshot: PFSP over the registered ones when the league link asks for it, else uniform."""
-        if self._pfsp:
-            pool = [s for s in self.snapshots if s.player in self._pfsp]
-            w = np.array([self._pfsp[s.player] for s in pool], np.float64)
-            if pool and w.sum() > 0:
-                return pool[int(self.rng.choice(len(pool), p=w / w.sum()))]
+        """A window snapshot: uniform, or with ``league.pfsp_from_league`` PFSP over the whole window
+        (Vinyals et al. 2019) from the league's win rates (0.5 for snapshots not registered or not played)."""
+        if self.pfsp:
+            from league.matchmaking import pfsp_weights
+
+            self.refresh_win_rates()
+            x = np.array([self._win_rates.get(s.player, 0.5) for s in self.snapshots], np.float64)
+            p = pfsp_weights(x, self.link.settings.pfsp_weighting, self.link.settings.pfsp_p)
+            return self.snapshots[int(self.rng.choice(len(self.snapshots), p=p))]
         return self.snapshots[int(self.rng.integers(len(self.snapshots)))]
 
     def swap(self, step: int) -> None:
@@ -338,7 +361,7 @@ class BehaviorGhost:
         """JSON-able state for the checkpoint's ``extra`` (snapshots by file path)."""
         return {"elo": self.elo, "learning_team": self.learning_team, "last_save": self.last_save,
                 "last_swap": self.last_swap, "last_team_change": self.last_team_change, "games": self.games,
-                "n_saved": self.n_saved, "registered": self.registered,
+                "n_saved": self.n_saved, "registered": self.registered, "lineage": list(self.lineage),
                 "snapshots": [{"path": None if s.path is None else str(s.path), "elo": s.elo, "step": s.step,
                                "player": s.player} for s in self.snapshots]}
 
@@ -358,6 +381,8 @@ class BehaviorGhost:
         self.games = int(state.get("games", 0))
         self.n_saved = int(state.get("n_saved", 0))
         self.registered = state.get("registered")
+        self.lineage.clear()
+        self.lineage.extend(state.get("lineage", []))
         if self.link is not None and self.registered:
             self.link.continue_lineage(self.spec.name, self.registered)  # lineage continues across --resume
         self.snapshots.clear()
@@ -371,11 +396,7 @@ class BehaviorGhost:
                 continue
             self.snapshots.append(Snapshot(actor, float(entry["elo"]), int(entry["step"]), Path(entry["path"]),
                                            entry.get("player")))
-        if self.link is not None:
-            try:
-                self._refresh_pfsp()
-            except Exception as exc:  # noqa: BLE001
-                warnings.warn(f"league link: PFSP weights not restored ({type(exc).__name__}: {exc})", stacklevel=2)
+        self._refreshed = -math.inf
         self.started = bool(self.snapshots)
         if self.started:
             self.swap(self.last_swap)

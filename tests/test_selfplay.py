@@ -299,23 +299,37 @@ def test_league_block_registers_snapshots_with_lineage_and_draws_pfsp_opponents(
     more = sorted((p for p in lg.store.players() if p.name.startswith("sp/")), key=lambda p: p.version)
     assert len(more) > len(snaps) and more[len(snaps)].parent == snaps[-1].name
     snaps = more
-    # PFSP (hard): the newest snapshot always loses to the oldest and beats the rest -> it draws the oldest
-    trainer, venv = trainer_and_venv({**data, "checkpoint_settings": {"run_id": "sp2", "results_dir": str(tmp_path)}})
+    # PFSP (hard) in a resumed trainer: the learner's last snapshots (the anchors) always lose to the
+    # oldest snapshot and always beat the second oldest -> the oldest is drawn far more than uniformly
+    trainer, venv = trainer_and_venv(data)
+    trainer.load_extra("player", load_checkpoint(tmp_path / "sp" / "player" / "checkpoint.pt")["extra"])
     g = trainer.selfplay.ghosts["player"]
-    newest, oldest = snaps[-1].name, snaps[0].name
-    for i, p in enumerate(snaps[:-1]):
+    window = [s.player for s in g.snapshots]
+    assert len(window) == 5 and list(g.lineage) == window[-3:]
+    for a in g.lineage:
         for k in range(10):
-            r = fake_result(f"m{i}-{k}", newest, p.name, -1.0 if p.name == oldest else 1.0)
-            lg.store.record_match(dataclasses.replace(r, env_id="openspiel:tic_tac_toe"))
-    from marl.selfplay import Snapshot
-
-    g.snapshots.clear()
-    g.snapshots.extend(Snapshot({}, 1200.0, p.version, None, p.name) for p in snaps[:-1])
-    g.registered = newest
-    g._refresh_pfsp()
-    picks = [g._window_pick().player for _ in range(200)]
-    assert picks.count(oldest) > 150
+            for opp, score in ((window[0], -1.0), (window[1], 1.0)):
+                r = fake_result(f"{a}-{opp}-{k}", a, opp, score)
+                lg.store.record_match(dataclasses.replace(r, env_id="openspiel:tic_tac_toe"))
+    g.refresh_win_rates(force=True)
+    picks = [g._window_pick().player for _ in range(300)]
+    assert picks.count(window[0]) > 120 and picks.count(window[1]) < 15  # uniform: 60 each
     venv.close()
+    # a different policy at an already registered step (resumed from an earlier checkpoint) gets its
+    # own name and file; the registered file is never overwritten; re-registering is a no-op
+    from league.training import LeagueLink
+    from marl.config import LeagueSettings
+
+    link = LeagueLink(LeagueSettings(config="lg.yaml"), "sp")
+    first = tmp_path / "policies" / "sp" / "player-0.pt"
+    before = first.read_bytes()
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "player-0.pt"
+    other.write_bytes((tmp_path / "policies" / "sp" / f"player-{snaps[1].version}.pt").read_bytes())
+    name = link.register_snapshot(str(other), "player", 0)
+    assert name.startswith("sp/player-0~") and first.read_bytes() == before
+    assert link.register_snapshot(str(other), "player", 0) == name
+    assert link.register_snapshot(str(first), "player", 0) == "sp/player-0"
 
 
 def test_league_block_errors(tmp_path):
@@ -323,6 +337,8 @@ def test_league_block_errors(tmp_path):
     data["league"] = {"config": str(tmp_path / "missing.yaml")}
     with pytest.raises(ConfigError, match="league.config"):
         trainer_and_venv(data)
+    with pytest.raises(ConfigError, match="needs register_snapshots"):
+        cfg_of({**data, "league": {"config": "x.yaml", "register_snapshots": False, "pfsp_from_league": True}})
     del data["behaviors"]["player"]["self_play"]
     with pytest.raises(ConfigError, match="no behavior has a self_play block"):
         cfg_of(data)
