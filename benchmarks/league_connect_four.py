@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--run", help="self-play results folder (default: the config's snapshots: source)")
     ap.add_argument("--snapshots", type=int, default=0, help="keep N evenly spaced snapshots (0: all)")
     a = ap.parse_args()
+    if a.snapshots < 0:
+        ap.error("--snapshots must be >= 0")
     cfg = load_config(CONFIG)
     if a.run:
         cfg.snapshots = []
@@ -42,7 +44,9 @@ def main() -> None:
         league.register_config_players()
         if a.run:
             snaps = find_snapshots(a.run)
-            if a.snapshots and len(snaps) > a.snapshots:
+            if a.snapshots == 1:
+                snaps = snaps[-1:]
+            elif a.snapshots > 1 and len(snaps) > a.snapshots:
                 last = len(snaps) - 1
                 snaps = [snaps[round(i * last / (a.snapshots - 1))] for i in range(a.snapshots)]
             for s in snaps:

@@ -4,7 +4,7 @@ Prints, for each seed: whole-training throughput (env steps per second of wall t
 stepping + inference + updates), the raw step rate of ONE env process under random actions
 measured in the same run (the ceiling), their ratio, the mean per-agent episode return over the
 last 100 training episodes (the ``Environment/Cumulative Reward`` figure) at fixed step counts
-and the best such figure reached within them (summaries every 20,000 env steps),
+and the best such figure reached within them (one summary every 20,000 env steps),
 and peak resident memory (trainer process, largest env worker). Then a summary over seeds.
 
 Usage (defaults reproduce the foundation issue's figures)::
@@ -69,8 +69,13 @@ def at_step(history: list, target: int) -> float | None:
 
 
 def best_within(history: list, target: int) -> float | None:
-    """Best last-100-episode mean over the summaries up to ``target`` env steps ("reaches X within N")."""
-    vals = [last100 for step, _, last100 in history if step <= target]
+    """Best last-100-episode mean over the summaries up to the one :func:`at_step` reports for
+    ``target`` ("reaches X within N")."""
+    vals = []
+    for step, _, last100 in history:
+        vals.append(last100)
+        if step >= target:
+            break
     return max(vals) if vals else None
 
 

@@ -52,8 +52,11 @@ class TorchActorPolicy(Policy):
         from marl.networks import Actor
 
         self.path, self.spec = path, spec_from_dict(ck["behavior_spec"])
+        state = ck["trainer"]["actor"]
+        # checkpoints from before the visual encoders have no "encoder.*" weights: flat MLP, as trained
+        shape = self.spec.obs_shape if any(k.startswith("encoder.") for k in state) else None
         self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action,
-                           NetworkSettings.model_validate(ck["network_settings"]), self.spec.obs_shape)
+                           NetworkSettings.model_validate(ck["network_settings"]), shape)
         self.actor.load_state_dict(ck["trainer"]["actor"])
         self.actor.eval()
 

@@ -35,9 +35,11 @@ MIN_RESOLUTION = {"simple": 20, "nature_cnn": 36, "resnet": 15, "match3": 5, "fu
 
 
 class _ResBlock(nn.Module):
+    """ML-Agents ``ResNetBlock``: ``x + conv(swish(conv(swish(x))))`` with 3x3 convs."""
+
     def __init__(self, ch: int):
         super().__init__()
-        self.net = nn.Sequential(nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1))
+        self.net = nn.Sequential(nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)
@@ -48,12 +50,17 @@ class VisualEncoder(nn.Module):
 
     * ``simple``: conv 16 8x8/4, conv 32 4x4/2 (``SimpleVisualEncoder``);
     * ``nature_cnn``: conv 32 8x8/4, 64 4x4/2, 64 3x3/1 (Mnih et al. 2015; ``NatureVisualEncoder``);
-    * ``resnet``: 3 stacks [16, 32, 32] of conv 3x3, max-pool 3x3/2, 2 residual blocks (Espeholt
-      et al. 2018, IMPALA; ``ResNetVisualEncoder``);
+    * ``resnet``: 3 stacks [16, 32, 32] of conv 3x3, max-pool 3x3/2 (no padding), 2 residual
+      blocks, then Swish (Espeholt et al. 2018, IMPALA; ``ResNetVisualEncoder``);
     * ``match3``: conv 35 3x3, conv 144 3x3 (``SmallVisualEncoder``, for boards of 5x5 and up);
     * ``fully_connected``: flatten only;
 
-    each followed by ``Linear(-> hidden_units)`` and LeakyReLU (ResNet: Swish), as in ML-Agents.
+    each followed by ``Linear(-> hidden_units)`` (Kaiming-normal init x 1.41) and LeakyReLU
+    (ResNet: ReLU), as in ML-Agents. Input images are channel-first (CHW), as Unity 3.x and
+    OpenSpiel send them.
+
+    Raises:
+        ValueError: unknown ``kind``, or an image too small for the encoder's convolutions.
     """
 
     def __init__(self, shape: tuple[int, int, int], kind: str, hidden: int):
@@ -70,7 +77,7 @@ class VisualEncoder(nn.Module):
         elif kind == "resnet":
             conv, ch_in = [], c
             for ch in (16, 32, 32):
-                conv += [nn.Conv2d(ch_in, ch, 3, padding=1), nn.MaxPool2d(3, 2, padding=1), _ResBlock(ch), _ResBlock(ch)]
+                conv += [nn.Conv2d(ch_in, ch, 3, padding=1), nn.MaxPool2d(3, 2), _ResBlock(ch), _ResBlock(ch)]
                 ch_in = ch
             conv.append(nn.SiLU())
         elif kind == "fully_connected":
@@ -78,12 +85,20 @@ class VisualEncoder(nn.Module):
         else:
             raise ValueError(f"network_settings.vis_encode_type: unknown encoder '{kind}'")
         self.conv = nn.Sequential(*conv, nn.Flatten())
+        try:
+            with torch.no_grad():
+                flat = self.conv(torch.zeros(1, *self.shape)).shape[1]
+        except RuntimeError:
+            raise ValueError(f"network_settings.vis_encode_type: image {self.shape} is too small for '{kind}'") from None
+        dense = nn.Linear(flat, hidden)
+        nn.init.kaiming_normal_(dense.weight)
         with torch.no_grad():
-            flat = self.conv(torch.zeros(1, *self.shape)).shape[1]
-        self.dense = nn.Sequential(nn.Linear(flat, hidden), nn.SiLU() if kind == "resnet" else lrelu())
+            dense.weight.mul_(1.41)
+        nn.init.zeros_(dense.bias)
+        self.dense = nn.Sequential(dense, nn.ReLU() if kind == "resnet" else lrelu())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.dense(self.conv(obs.reshape(-1, *self.shape)))
+        return self.dense(self.conv(obs.reshape(obs.shape[0], *self.shape)))
 
 
 def make_encoder(obs_shape: tuple[int, ...] | None, net: NetworkSettings) -> VisualEncoder | None:

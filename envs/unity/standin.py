@@ -89,17 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-
 def _claim_crash(marker: str | None) -> bool:
     """True if this player should crash now: always without a marker, else only the first player to
     create ``marker`` (atomic ``O_CREAT | O_EXCL``, so players sharing one marker crash once in all)."""
     if not marker:
         return True
     try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         return True
     except FileExistsError:
         return False
+
 
 class _Log:
     """Unity-style player log (``-logFile``)."""
