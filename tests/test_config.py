@@ -79,3 +79,22 @@ def test_cli_precedence_non_default_flag_beats_yaml_beats_default(tmp_path):
     assert cfg.checkpoint_settings.run_id == "from_yaml"  # --run-id left at its default does not override
     cfg = resolve_config(parser.parse_args([str(path), "--run-id", "cli"]), parser)
     assert cfg.checkpoint_settings.run_id == "cli"
+
+
+def test_every_shipped_config_is_valid():
+    """Each YAML under configs/ passes its schema: trainer configs (marl) and league configs (league)."""
+    import glob
+    import os
+
+    from league.config import load_config as load_league_config
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    paths = sorted(glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True))
+    assert len(paths) >= 10
+    for p in paths:
+        data = yaml.safe_load(open(p))
+        if "behaviors" in data:
+            cfg = load_config(p)
+            assert cfg.behaviors, p
+        else:
+            assert load_league_config(p).env.id, p
