@@ -107,12 +107,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            raw = raw_step_rate(env_id, env_kwargs, args.raw_seconds, seed)
+            raw_before = raw_step_rate(env_id, env_kwargs, args.raw_seconds / 2, seed)
             es["seed"] = seed
             data["checkpoint_settings"] = {"run_id": f"bench-{seed}", "results_dir": tmp, "force": True}
             cfg = parse_config(data, args.config)
             out = train(cfg, prepare_run_dir(cfg), console=None, tensorboard=False)
             sps = out["step"] / out["seconds"]
+            # the raw rate, half before and half after training: a shared VM's speed drifts over minutes
+            raw = (raw_before + raw_step_rate(env_id, env_kwargs, args.raw_seconds / 2, seed + 1)) / 2
             rss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             returns = {b: {s: at_step(h, s) for s in args.report_steps} for b, h in out["history"].items()}

@@ -140,7 +140,7 @@ def test_opponent_slots_act_with_the_opponent_snapshot(tmp_path):
         opp = 1 - ghost.learning_team
         checked = 0
         for _ in range(20):
-            trainer._act(arrays, torch.from_numpy(arrays["state"]))
+            trainer._act(arrays)
             for e in np.flatnonzero(arrays["player/active"][:, opp]):
                 legal = np.flatnonzero(arrays["player/mask"][e, opp] > 0.5)
                 assert arrays["player/act_d"][e, opp, 0] == legal[0]
