@@ -162,6 +162,7 @@ class SelfPlaySettings(_Strict):
     play_against_latest_model_ratio: float = Field(0.5, ge=0, le=1)
     initial_elo: float = 1200.0
     elo_k: float = Field(16.0, gt=0)
+    random_opponent_ratio: float = Field(0.0, ge=0, le=1, description="our addition: P(swap draws a uniform-random player)")
 
 
 class LeagueSettings(_Strict):

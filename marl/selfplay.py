@@ -41,6 +41,11 @@ Differences from ML-Agents, on purpose:
 * The opponent "latest policy" gets the learner's rating at the swap; its rating changes are not
   kept (ML-Agents reads ``policy_elos[-1]``, the rating of whichever window entry is last).
 * The window is restored on ``--resume`` from the snapshot files (ML-Agents starts it afresh).
+* Our ``random_opponent_ratio`` (default 0, i.e. ML-Agents): the probability that a swap draws a
+  uniform-random player (legal moves only; Elo fixed at ``initial_elo``) instead of a snapshot.
+  Self-play opponents never make the erratic threats a random or novice player makes (an edge
+  column stacked four high), so a pure self-play policy can lose to them; a few games against
+  random play close that gap.
 """
 from __future__ import annotations
 
@@ -174,6 +179,7 @@ class BehaviorGhost:
         self.elo = float(settings.initial_elo)
         self.opponent: Snapshot | None = None  # the snapshot being played (a window entry or the "latest" copy)
         self.opponent_is_latest = False
+        self.opponent_is_random = False
         self.learning_team = 0
         self.last_save = self.last_swap = self.last_team_change = 0
         self.started = False
@@ -271,6 +277,12 @@ class BehaviorGhost:
         """Draw the next opponent (ML-Agents ``_swap_snapshots``) and load it into the opponent actor:
         the latest policy with probability ``play_against_latest_model_ratio``, else a window snapshot
         (uniform, or PFSP from the league's payoff matrix with ``league.pfsp_from_league``)."""
+        self.last_swap = int(step)
+        self.opponent_is_random = self.s.random_opponent_ratio > 0 and self.rng.uniform() < self.s.random_opponent_ratio
+        if self.opponent_is_random:  # our addition: a uniform-random player, fixed at initial_elo
+            self.opponent = Snapshot({}, float(self.s.initial_elo), int(step))
+            self.opponent_is_latest = False
+            return
         if self.rng.uniform() < self.s.play_against_latest_model_ratio or not self.snapshots:
             self.opponent = Snapshot(self._actor_state(), self.elo, int(step))
             self.opponent_is_latest = True
@@ -278,7 +290,6 @@ class BehaviorGhost:
             self.opponent = self._window_pick()
             self.opponent_is_latest = False
         self.opponent_actor.load_state_dict(self.opponent.actor)
-        self.last_swap = int(step)
 
     def change_team(self, step: int) -> None:
         """Make the next team the learning team (round robin) and draw a new opponent."""
@@ -312,11 +323,33 @@ class BehaviorGhost:
         ids = torch.nn.functional.one_hot(torch.from_numpy(slots), self.spec.n_agents).float()
         mask_np = arrays.get(f"{name}/mask")
         mask = None if mask_np is None else torch.from_numpy(mask_np[e, slots])
-        d, c, _ = self.opponent_actor.act(obs, ids, mask)
+        if self.opponent_is_random:
+            d, c = self._random_actions(len(e), mask)
+        else:
+            d, c, _ = self.opponent_actor.act(obs, ids, mask)
         if d is not None:
             arrays[f"{name}/act_d"][e, slots] = d.numpy()
         if c is not None:
             arrays[f"{name}/act_c"][e, slots] = np.clip(c.numpy(), -3.0, 3.0) / 3.0
+
+    def _random_actions(self, n: int, mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Uniform-random actions for ``n`` slots: each discrete branch uniform over its allowed
+        actions (``mask`` float32 ``[n, sum(branches)]``, 1 = allowed), continuous uniform in [-3, 3]
+        (the env layer maps it to [-1, 1])."""
+        act = self.spec.action
+        d = c = None
+        if act.discrete_branches:
+            m = torch.ones(n, sum(act.discrete_branches)) if mask is None else mask.clone()
+            picks, start = [], 0
+            for size in act.discrete_branches:
+                w = m[:, start:start + size]
+                w[w.sum(1) == 0] = 1.0  # a branch with nothing allowed: uniform over all (the env decides)
+                picks.append(torch.multinomial(w, 1).squeeze(-1))
+                start += size
+            d = torch.stack(picks, -1)
+        if act.continuous_size:
+            c = torch.rand(n, act.continuous_size) * 6.0 - 3.0
+        return d, c
 
     def episode_result(self, arrays: dict[str, np.ndarray], e: int, returns: np.ndarray) -> float:
         """Score ``S`` of the learning team in the episode copy ``e`` just finished (see the module docstring)."""

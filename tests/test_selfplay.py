@@ -151,6 +151,32 @@ def test_opponent_slots_act_with_the_opponent_snapshot(tmp_path):
     assert checked > 20
 
 
+def test_random_opponent_plays_uniformly_over_legal_moves(tmp_path):
+    """self_play.random_opponent_ratio = 1: every swap draws the uniform-random player (legal moves only)."""
+    trainer, venv = trainer_and_venv(selfplay_config(tmp_path, random_opponent_ratio=1.0))
+    try:
+        trainer.selfplay.begin_rollout(0)
+        ghost = trainer.selfplay.ghosts["player"]
+        assert ghost.opponent_is_random and ghost.opponent.elo == 1200.0
+        with torch.no_grad():  # a snapshot opponent would now always play the first legal square
+            ghost.opponent_actor.logits.bias[:] = torch.linspace(800, 0, 9)
+        arrays = venv.arrays
+        opp = 1 - ghost.learning_team
+        firsts, n = 0, 0
+        for _ in range(40):
+            trainer._act(arrays)
+            for e in np.flatnonzero(arrays["player/active"][:, opp]):
+                legal = np.flatnonzero(arrays["player/mask"][e, opp] > 0.5)
+                a = arrays["player/act_d"][e, opp, 0]
+                assert a in legal
+                firsts += a == legal[0]
+                n += 1
+            venv.step()
+    finally:
+        venv.close()
+    assert n > 40 and firsts < 0.5 * n  # not the snapshot's first-legal-square play
+
+
 # ------------------------------------------------------------------------------------------ turn-based rewards
 def test_loser_is_credited_when_the_game_ends_on_the_winners_move(tmp_path):
     """PettingZoo classic: the learning seat's last decision before the opponent's winning move gets -1."""
