@@ -50,8 +50,7 @@ def main() -> None:
                 last = len(snaps) - 1
                 snaps = [snaps[round(i * last / (a.snapshots - 1))] for i in range(a.snapshots)]
             for s in snaps:
-                league.add_policy(s.path, name=f"{s.run_id}/{s.behavior}-{s.step}", behavior=s.behavior,
-                                  version=s.step, tags=["snapshot", s.run_id], meta={"step": s.step})
+                league.add_snapshot(s.path, s.run_id, s.behavior, s.step)
         with LocalRunner(a.workers) as runner:
             stats = run_round_robin(league, runner, games_per_pair=a.games_per_pair)
         print(f"{stats.completed} matches in {stats.seconds:.0f} s ({stats.matches_per_second:.2f}/s)")

@@ -124,12 +124,20 @@ class League:
         out = []
         prev: dict[str, str] = {}
         for s in snaps:
-            name = f"{s.run_id}/{s.behavior}-{s.step}"
-            info = self.add_policy(s.path, name=name, behavior=s.behavior, version=s.step, parent=prev.get(s.behavior),
-                                   tags=["snapshot", s.run_id], meta={"run_id": s.run_id, "step": s.step})
-            prev[s.behavior] = name
+            info = self.add_snapshot(s.path, s.run_id, s.behavior, s.step, parent=prev.get(s.behavior))
+            prev[s.behavior] = info[0].name
             out.append(info)
         return out
+
+    def add_snapshot(self, path: str, run_id: str, behavior: str, step: int, parent: str | None = None,
+                     name: str | None = None) -> tuple[PlayerInfo, bool]:
+        """Register one training snapshot as player ``<run_id>/<behavior>-<step>`` (or ``name``),
+        version ``step``, tagged ``snapshot`` and ``run_id``, with ``parent`` as lineage.
+
+        Raises: as :meth:`add_policy`.
+        """
+        return self.add_policy(path, name=name or f"{run_id}/{behavior}-{step}", behavior=behavior, version=int(step),
+                               parent=parent, tags=["snapshot", run_id], meta={"run_id": run_id, "step": int(step)})
 
     def add_path(self, path: str, *, name: str | None = None, behavior: str | None = None) -> list[tuple[PlayerInfo, bool]]:
         """``league add``: a bot spec, a ``.onnx``/``.pt`` file, or a results folder."""

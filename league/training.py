@@ -102,8 +102,7 @@ class LeagueLink:
         parent = self._last.get(behavior)
         if parent is not None and self._player(parent) is None:
             parent = None  # the league lost the parent (reset store, other config): start a new line
-        self.league.add_policy(kept, name=name, behavior=behavior, version=int(step), parent=parent,
-                               tags=["snapshot", self.run_id], meta={"run_id": self.run_id, "step": int(step)})
+        self.league.add_snapshot(kept, self.run_id, behavior, step, parent=parent, name=name)
         self._last[behavior] = name
         return name
 

@@ -57,7 +57,7 @@ class TorchActorPolicy(Policy):
         shape = self.spec.obs_shape if any(k.startswith("encoder.") for k in state) else None
         self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action,
                            NetworkSettings.model_validate(ck["network_settings"]), shape)
-        self.actor.load_state_dict(ck["trainer"]["actor"])
+        self.actor.load_state_dict(state)
         self.actor.eval()
 
     @torch.inference_mode()

@@ -15,7 +15,7 @@ from marl.checkpoint import FORMAT, CheckpointManager, TrainingStatus, spec_to_d
 from marl.export import EXPORTERS, ExportError, ExportPlan, export_bytes, export_checkpoint, register_exporter
 from marl.export.onnx_export import random_masks
 from marl.inference import Policy, TorchActorPolicy, load_policy
-from test_export_helpers import continuous, hybrid, make_actor_payload
+from test_export_helpers import continuous, hybrid, make_actor_payload, one_torch_thread  # noqa: F401 (autouse)
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 
@@ -28,15 +28,6 @@ def _signature(model: onnx.ModelProto):
     ins = {i.name: (i.type.tensor_type.elem_type, _dims(i)) for i in model.graph.input}
     outs = [(o.name, o.type.tensor_type.elem_type, _dims(o)) for o in model.graph.output]
     return ins, outs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small batches: torch's thread pool only adds contention on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _session(data: bytes) -> ort.InferenceSession:

@@ -9,15 +9,7 @@ from envs.spec import ActionSpec
 from marl.cli.export import main, unity_file_name
 from marl.inference import TorchActorPolicy, load_policy
 from marl.io import atomic_torch_save
-from test_export_helpers import make_actor_payload
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_export_helpers import make_actor_payload, one_torch_thread  # noqa: F401 (autouse)
 
 
 @pytest.fixture

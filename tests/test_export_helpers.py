@@ -1,12 +1,23 @@
 """Helpers (no tests here): checkpoint payloads built directly, without training, for the ONNX export tests."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from envs.spec import ActionSpec, BehaviorSpec
 from marl.checkpoint import FORMAT, spec_to_dict
 from marl.config import NetworkSettings
 from marl.networks import Actor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small batches: torch's thread pool only adds contention on the shared 2-core machine.
+    (Autouse in every test module that imports it.)"""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def make_actor_payload(action: ActionSpec, trainer_type: str = "mappo", n_agents: int = 3, obs_shape=(18,),
