@@ -192,9 +192,13 @@ def test_curriculum_advances_lessons_sends_values_and_survives_resume(tmp_path):
 def test_critic_update_in_a_second_thread_gives_the_serial_result(tmp_path, monkeypatch):
     """The critic's epochs run beside the actor's on a multi-core CPU; the weights after training
     must be those of running them one after the other (same minibatches, no shared parameters)."""
+    import envs.vector
     import marl.algos.mappo as mappo
 
-    run(coordination_config(tmp_path, run_id="par", max_steps=2400))
+    with monkeypatch.context() as m:  # the threaded path even on a one-core machine
+        m.setattr(envs.vector, "cpu_count", lambda: 2)
+        assert mappo._update_pool() is not None
+        run(coordination_config(tmp_path, run_id="par", max_steps=2400))
     monkeypatch.setattr(mappo, "_update_pool", lambda: None)
     run(coordination_config(tmp_path, run_id="ser", max_steps=2400))
     par = load_checkpoint(tmp_path / "par" / "agent" / "checkpoint.pt")["trainer"]
