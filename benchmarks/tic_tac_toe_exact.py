@@ -22,6 +22,7 @@ import pyspiel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from marl.checkpoint import CheckpointError  # noqa: E402
 from marl.inference import load_policy  # noqa: E402
 
 
@@ -63,7 +64,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("policy", help="results/<run-id>, a .pt checkpoint/snapshot or an .onnx file")
     args = ap.parse_args()
-    policy = load_policy(args.policy)
+    try:
+        policy = load_policy(args.policy)
+    except (CheckpointError, OSError) as exc:
+        sys.exit(f"error: {exc}")
     for seat in (0, 1):
         r = exact_vs_random(policy, seat)
         print(f"{args.policy} seat {seat} vs uniform random (exact): win {r['win']:.4f}, draw {r['draw']:.4f}, "

@@ -32,7 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.registry import make_env  # noqa: E402
-from marl.config import parse_config  # noqa: E402
+from marl.config import ConfigError, parse_config  # noqa: E402
 from marl.run import prepare_run_dir, train  # noqa: E402
 
 
@@ -106,7 +106,13 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="also print one JSON line per seed")
     args = p.parse_args()
 
-    data = yaml.safe_load(Path(args.config).read_text())
+    try:  # bad input: one line naming the file, as marl-learn gives it
+        data = yaml.safe_load(Path(args.config).read_text())
+        parse_config(data, args.config)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    except (OSError, yaml.YAMLError) as exc:
+        sys.exit(f"error: {args.config}: {getattr(exc, 'strerror', None) or exc}")
     es = data.setdefault("env_settings", {})
     if args.num_envs:
         es["num_envs"] = args.num_envs
