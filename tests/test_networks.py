@@ -3,17 +3,24 @@ import torch
 
 from envs.spec import ActionSpec
 from marl.config import NetworkSettings
-from marl.networks import Actor, _sample
+from marl.networks import Actor
 
 
-def test_sampler_draws_each_action_with_its_probability_and_never_a_zero_one():
+def test_sampled_actions_follow_the_policy_and_never_a_zero_probability_one():
     torch.manual_seed(0)
+    actor = Actor(4, 0, ActionSpec((6,)), NetworkSettings(hidden_units=8, num_layers=1))
     p = torch.tensor([0.0, 0.2, 0.0, 0.5, 0.3, 0.0])
-    logp = torch.where(p > 0, p.clamp_min(1e-30).log(), torch.full_like(p, -1e8))
-    logp = torch.log_softmax(logp, -1).expand(200_000, 6)
-    freq = torch.bincount(_sample(logp), minlength=6).float() / 200_000
+    with torch.no_grad():  # logits = log p whatever the input: zero weights, bias log p
+        actor.logits.weight.zero_()
+        actor.logits.bias.copy_(p.clamp_min(1e-30).log())
+    n = 200_000
+    mask = (p > 0).float().expand(n, 6)
+    with torch.no_grad():
+        d, _, logp = actor.act(torch.randn(n, 4), torch.zeros(n, 0), mask)
+    freq = torch.bincount(d[:, 0], minlength=6).float() / n
     assert freq[[0, 2, 5]].sum() == 0
     assert torch.allclose(freq, p, atol=0.005), freq
+    assert torch.allclose(logp, p.clamp_min(1e-30).log()[d[:, 0]], atol=1e-5)
 
 
 def test_sampled_actions_respect_masks_per_branch():
