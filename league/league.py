@@ -1,6 +1,6 @@
 """The :class:`League`: a config bound to its store, with player registration and rating look-ups.
 
-Registration of trained snapshots follows the trainer's layout (DESIGN.md section 4):
+Registration of trained snapshots follows the trainer's layout (docs/results_layout.md):
 ``results/<run-id>/<Behavior>/<Behavior>-<step>.onnx`` (preferred) or ``.pt``. Each snapshot becomes a
 player ``<run-id>/<Behavior>-<step>`` with ``version = step``, ``parent`` = the previous snapshot of the
 same behavior (lineage), tags ``["snapshot", <run-id>]``.

@@ -6,7 +6,7 @@ A registered player's ``policy`` is either a file path or a bot spec:
 * ``bot:mcts?simulations=100&uct_c=2&rollouts=1``: OpenSpiel's ``MCTSBot`` with a
   ``RandomRolloutEvaluator`` (Kocsis & Szepesvari 2006 UCT; OpenSpiel ``open_spiel/python/algorithms/mcts.py``);
   needs an ``openspiel:`` env (it searches the underlying ``pyspiel`` state);
-* ``*.onnx``: a brain in the ML-Agents contract (DESIGN.md section 5): inputs ``obs_0..obs_{n-1}`` float32
+* ``*.onnx``: a brain in the ML-Agents contract (docs/unity_contract.md, "The ONNX brain"): inputs ``obs_0..obs_{n-1}`` float32
   ``[batch, ...]`` and ``action_masks`` float32 ``[batch, n_actions]`` (1 = allowed); output
   ``deterministic_discrete_actions`` int64 ``[batch, n_branches]`` (or ``deterministic_continuous_actions``);
 * ``*.pt``: a trainer checkpoint, loaded lazily through ``marl.inference.load_policy`` (the trainer's module;

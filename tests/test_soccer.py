@@ -1,4 +1,4 @@
-"""SoccerTwos (envs.games.soccer) against notes/soccer_spec.md, in-process."""
+"""SoccerTwos (envs.games.soccer) against docs/soccer_spec.md, in-process."""
 from __future__ import annotations
 
 import warnings

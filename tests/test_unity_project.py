@@ -4,7 +4,7 @@
   is reported with its line (negative control).
 * Packages/manifest.json asks for com.unity.ml-agents >= 3.0.0 (and the Sentis it needs);
   ProjectSettings/ProjectVersion.txt names a Unity 6 editor.
-* The C# agent declares exactly the game of notes/soccer_spec.md: 16 observations added one float
+* The C# agent declares exactly the game of docs/soccer_spec.md: 16 observations added one float
   at a time in the spec's order, discrete branches [3, 3, 3], max steps 400, and every physics/reward
   constant of the spec; and, when envs/games/soccer.py exists, the same sizes as the Python game's
   observation and action spaces.
@@ -24,7 +24,7 @@ UNITY = Path(__file__).resolve().parents[1] / "unity_project"
 SCRIPTS = UNITY / "Assets" / "Scripts"
 EDITOR = UNITY / "Assets" / "Editor"
 
-# notes/soccer_spec.md
+# docs/soccer_spec.md
 SPEC_BEHAVIOR = "SoccerTwos"
 SPEC_OBSERVATION_SIZE = 16
 SPEC_BRANCHES = [3, 3, 3]
@@ -246,7 +246,7 @@ def test_csharp_sizes_equal_the_python_game():
     except ModuleNotFoundError as exc:
         if exc.name in ("envs.games.soccer", "envs.games"):
             pytest.skip("envs/games/soccer.py is not written yet: C# sizes are checked against "
-                        "notes/soccer_spec.md only (test_csharp_constants_equal_the_spec)")
+                        "docs/soccer_spec.md only (test_csharp_constants_equal_the_spec)")
         raise
     constants = csharp_constants(SCRIPTS / "SoccerSpec.cs")
     env = soccer.parallel_env()

@@ -2,7 +2,7 @@
 
 This is the Python twin of the Unity sample scene in ``unity_project/`` and of the stand-in player
 (:mod:`envs.unity.standin`, which serves this very class over the ML-Agents gRPC protocol). The
-exact rules are in ``notes/soccer_spec.md``; in short:
+exact rules are in ``docs/soccer_spec.md``; in short:
 
 * agents ``SoccerTwos?team=0?agent_id=0``, ``...team=0?agent_id=1`` (blue, defends x = -1) and
   ``SoccerTwos?team=1?agent_id=2``, ``...team=1?agent_id=3`` (purple, defends x = +1);

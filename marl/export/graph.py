@@ -1,7 +1,7 @@
 """The tensor contract of an ML-Agents 3.x brain and the torch module that produces it.
 
 An ``.onnx`` file that the Unity ML-Agents package 3.x (Sentis) accepts on a Behavior Parameters
-component has exactly these tensors (DESIGN.md §5; reference: ml-agents Release 22,
+component has exactly these tensors (docs/unity_contract.md, "The ONNX brain"; reference: ml-agents Release 22,
 ``mlagents/trainers/torch_entities/model_serialization.py``, ``networks.py::SimpleActor.forward``,
 ``action_model.py::get_action_out``, ``distributions.py``):
 

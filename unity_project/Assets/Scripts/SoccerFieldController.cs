@@ -1,6 +1,6 @@
 // One SoccerTwos field: steps the game once per Academy step, hands out rewards through two
 // SimpleMultiAgentGroups, ends and resets episodes, and moves the scene's transforms
-// (spec: notes/soccer_spec.md; pattern: ML-Agents' Examples/Soccer/Scripts/SoccerEnvController.cs).
+// (spec: docs/soccer_spec.md; pattern: ML-Agents' Examples/Soccer/Scripts/SoccerEnvController.cs).
 //
 // Timing: the Academy steps in FixedUpdate (request decisions -> collect observations -> decide ->
 // OnActionReceived). This component runs its FixedUpdate after that (DefaultExecutionOrder 100) and

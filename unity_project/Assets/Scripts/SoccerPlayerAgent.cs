@@ -1,4 +1,4 @@
-// One SoccerTwos player (spec: notes/soccer_spec.md).
+// One SoccerTwos player (spec: docs/soccer_spec.md).
 //
 // Observations: ONE vector sensor of SoccerSpec.ObservationSize = 16 floats, in the agent's own frame
 // (team 1 negates x and y so every agent attacks +x), listed in CollectObservations below.

@@ -1,6 +1,6 @@
 // The SoccerTwos game rules as a plain, deterministic 2-D step function (no PhysX), so the Unity game
 // and the Python game envs/games/soccer.py follow the same rules step for step
-// (spec: notes/soccer_spec.md). SoccerFieldController owns one instance, feeds it the agents'
+// (spec: docs/soccer_spec.md). SoccerFieldController owns one instance, feeds it the agents'
 // actions once per environment step and copies the state onto the scene's transforms.
 //
 // The rules are the same, in the same order, as envs/games/soccer.py (SoccerTwosEnv._physics and

@@ -1,6 +1,6 @@
 // The SoccerTwos game's constants, in one place.
 //
-// Source of truth: notes/soccer_spec.md (shared with the Python game envs/games/soccer.py and the
+// Source of truth: docs/soccer_spec.md (shared with the Python game envs/games/soccer.py and the
 // stand-in player). Every number here must equal the spec; tests/test_unity_project.py reads
 // ObservationSize, BranchSizes and MaxSteps from this file (with a C# parser) and compares them with
 // the Python game's observation and action spaces.
@@ -13,7 +13,7 @@
 namespace Marl.Soccer
 {
     /// <summary>
-    /// Constants of the SoccerTwos game (two teams of two). All values come from notes/soccer_spec.md.
+    /// Constants of the SoccerTwos game (two teams of two). All values come from docs/soccer_spec.md.
     /// </summary>
     public static class SoccerSpec
     {
