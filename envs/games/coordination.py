@@ -25,6 +25,7 @@ class CoordinationEnv(ParallelEnv):
         self.possible_agents = ["agent_0", "agent_1"]
         self._obs_space = spaces.Box(0.0, 1.0, (n_targets + 1,), np.float32)
         self._act_space = spaces.Discrete(n_targets)
+        self.state_space = spaces.Box(0.0, 1.0, (n_targets + 1,), np.float32)  # PettingZoo: goes with state()
         self.rng = np.random.default_rng()
         self.reward_scale = 1.0
 

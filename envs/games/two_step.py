@@ -33,6 +33,7 @@ class TwoStepEnv(ParallelEnv):
         self.agents: list[str] = []
         self._obs_space = spaces.Box(0.0, 1.0, (3,), np.float32)
         self._act_space = spaces.Discrete(2)
+        self.state_space = spaces.Box(0.0, 1.0, (3,), np.float32)  # PettingZoo: goes with state()
         self._state = STATE_1
 
     def observation_space(self, agent):
