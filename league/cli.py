@@ -1,7 +1,8 @@
 """The ``league`` command: init, add, run, leaderboard, matches, serve, export.
 
 Every subcommand takes the league config path first (``configs/league/connect_four.yaml``); the store is
-``store.url`` of that config or ``league.db`` beside it. Errors are one line on stderr, exit code 2.
+``store.url`` of that config or ``league.db`` beside it. Errors are one line on stderr, exit code 2 (1 for an unexpected error, whose
+traceback ``--debug`` shows).
 
 Examples::
 
@@ -170,11 +171,14 @@ def cmd_export(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``league``."""
     p = argparse.ArgumentParser(prog="league", description="League manager: rate trained agents against each other.")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def add(name, fn, help_):
         s = sub.add_parser(name, help=help_)
         s.add_argument("config", help="league config YAML (the store defaults to league.db beside it)")
+        # SUPPRESS: an untyped --debug after the subcommand must not reset one typed before it
+        s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="full tracebacks on errors")
         s.set_defaults(fn=fn)
         return s
 
@@ -221,11 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except LeagueError as exc:
+        if args.debug:
+            raise
         print(f"league {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"league {args.cmd}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # one line; the traceback only with --debug
+        if args.debug:
+            raise
+        from marl.cli.common import unexpected_error_line
+
+        print(unexpected_error_line(exc, f"league {args.cmd}: error"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

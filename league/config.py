@@ -153,13 +153,17 @@ def load_config(path: str) -> LeagueConfig:
     """Read and validate a league config.
 
     Raises:
-        ConfigError: missing/unreadable file, bad YAML, unknown key or wrong type (message names file and key).
+        ConfigError: missing/unreadable file, not a YAML text file (binary), bad YAML, unknown key or
+            wrong type (message names file and key).
     """
     if not os.path.isfile(path):
         raise ConfigError(f"league config '{path}' does not exist (create one with `league init {path} --env ENV_ID`)")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
+    except (UnicodeDecodeError, yaml.reader.ReaderError):
+        raise ConfigError(f"league config '{path}': not a YAML text file (it holds binary data); give the league's "
+                          ".yaml config") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"league config '{path}': cannot parse YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -174,11 +178,13 @@ def load_config(path: str) -> LeagueConfig:
 
 
 def write_config(cfg: LeagueConfig, path: str) -> None:
-    """Write ``cfg`` as YAML atomically (temp file + ``os.replace``)."""
+    """Write ``cfg`` as YAML atomically (:func:`marl.io.atomic_write_text`: temp file + ``os.replace``,
+    permissions ``0o666 & ~umask``).
+
+    Raises:
+        OSError: the folder cannot be created or written.
+    """
+    from marl.io import atomic_write_text
+
     data = cfg.model_dump(exclude={"path"}, exclude_defaults=False)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

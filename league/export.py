@@ -3,20 +3,19 @@
 For the top K active players (by the chosen rating system) that have an ONNX file (their policy, or a
 ``.onnx`` beside their ``.pt`` checkpoint), writes ``<dest>/<player>.onnx`` (``/`` in names becomes ``__``)
 and ``<dest>/league_manifest.json``; every file is written to a temp file and moved into place
-(``os.replace``), so Unity never imports a half-written brain. Bots have no ONNX and are skipped.
+(:mod:`marl.io`), so Unity never imports a half-written brain. Bots have no ONNX and are skipped.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
-import shutil
-import tempfile
 
 from league.errors import LeagueError, PolicyFileError
 from league.leaderboard import leaderboard
 from league.league import League
 from league.policies import file_sha256
+from marl.io import atomic_copy, atomic_write_text
 
 MANIFEST = "league_manifest.json"
 
@@ -29,13 +28,6 @@ def onnx_of(policy: str) -> str | None:
         return policy
     sibling = os.path.splitext(policy)[0] + ".onnx"
     return sibling if os.path.isfile(sibling) else None
-
-
-def _atomic_copy(src: str, dst: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst), prefix=".tmp-")
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def export_top(league: League, top: int, dest: str, system: str) -> dict:
@@ -67,14 +59,11 @@ def export_top(league: League, top: int, dest: str, system: str) -> dict:
         if path == info.policy and info.policy_hash and digest != info.policy_hash:
             raise PolicyFileError(f"player '{r.player}': '{path}' changed since registration (sha256 differs)")
         fname = r.player.replace("/", "__") + ".onnx"
-        _atomic_copy(path, os.path.join(dest, fname))
+        atomic_copy(path, os.path.join(dest, fname))
         entries.append({"rank": r.rank, "player": r.player, "file": fname, "behavior": info.behavior,
                         "version": info.version, "rating": r.rating, "lower": r.lower, "upper": r.upper,
                         "games": r.games, "win_rate": r.win_rate, "sha256": digest, "source": path})
     manifest = {"league": league.config.name, "env_id": league.config.env.id, "system": system,
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "players": entries}
-    fd, tmp = tempfile.mkstemp(dir=dest, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(tmp, os.path.join(dest, MANIFEST))
+    atomic_write_text(os.path.join(dest, MANIFEST), json.dumps(manifest, indent=2))
     return manifest

@@ -13,6 +13,13 @@ Differences from ML-Agents (documented in the README):
 * ``max_steps``, ``summary_freq``, ``checkpoint_interval`` count *env steps* (one joint step of
   one env copy), the usual MARL unit; ML-Agents counts each agent's decisions.
 * ``buffer_size`` / ``batch_size`` count experiences (one agent's decision), as ML-Agents.
+
+Every ML-Agents key either works, or is accepted only at the value that matches what we do (so the
+``configuration.yaml`` ML-Agents writes loads unchanged: ``threaded: false``, ``init_path: null``,
+``memory: null``, ...), or is refused with one line naming the key and why (``threaded: true``,
+``network_settings.memory``, ``reward_signals.curiosity``, ``behavioral_cloning``, ``self_play`` on a
+trainer without self-play ...). ``network_settings.goal_conditioning_type`` takes ML-Agents' values
+and has no effect (no env of ours has goal observations).
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 
 class ConfigError(ValueError):
@@ -50,7 +58,8 @@ class PPOHyperparameters(_Strict):
     learning_rate_schedule: Literal["linear", "constant"] = "linear"
     beta_schedule: Literal["linear", "constant"] | None = None
     epsilon_schedule: Literal["linear", "constant"] | None = None
-    shared_critic: bool = False  # accepted for ML-Agents compatibility; MAPPO's critic is always shared
+    shared_critic: bool = Field(False, description="ML-Agents: actor and critic share one network body; only "
+                                "false (our actor and critic are separate networks)")
     # MAPPO additions (official repo marlbenchmark/on-policy defaults)
     max_grad_norm: float = Field(10.0, gt=0)
     value_loss_coef: float = Field(1.0, ge=0)
@@ -59,6 +68,14 @@ class PPOHyperparameters(_Strict):
     huber_delta: float = Field(10.0, gt=0)
     use_clipped_value_loss: bool = True
     adam_eps: float = Field(1e-5, gt=0)
+
+    @field_validator("shared_critic")
+    @classmethod
+    def _no_shared_body(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("true (one network body for actor and critic) is not supported: our actor and critic "
+                             "are separate networks; remove the key or set it to false")
+        return v
 
     @model_validator(mode="after")
     def _batch_fits(self) -> "PPOHyperparameters":
@@ -119,6 +136,9 @@ HYPERPARAMETERS: dict[str, type[BaseModel]] = {"mappo": PPOHyperparameters, "ipp
 
 TRAINER_ALIASES = {"ppo": "ippo", "poca": "mappo"}
 
+SELF_PLAY_TRAINERS = {"mappo", "ippo"}
+"""trainer types (after :data:`TRAINER_ALIASES`) that support a ``self_play`` block."""
+
 
 class MemorySettings(_Strict):
     sequence_length: int = Field(64, gt=0)
@@ -127,26 +147,68 @@ class MemorySettings(_Strict):
 
 class NetworkSettings(_Strict):
     """Network shape. ``normalize``: running mean/std observation normalisation (ML-Agents);
-    ``layer_norm``: LayerNorm on the inputs (MAPPO's ``use_feature_normalization``)."""
+    ``layer_norm``: LayerNorm on the inputs (MAPPO's ``use_feature_normalization``).
+
+    ``memory`` must be null (no LSTM policies yet), ``deterministic`` false (training samples
+    actions; evaluation and the exported ONNX act greedily); ``goal_conditioning_type`` takes
+    ML-Agents' values and has no effect (no goal observations).
+    """
 
     normalize: bool = False
     hidden_units: int = Field(128, gt=0)
     num_layers: int = Field(2, gt=0)
     vis_encode_type: Literal["simple", "nature_cnn", "resnet", "match3", "fully_connected"] = "simple"
     memory: MemorySettings | None = None
-    goal_conditioning_type: str | None = None
+    goal_conditioning_type: Literal["hyper", "none"] = Field(
+        "hyper", description="ML-Agents' goal conditioning; no effect (no env of ours has goal observations)")
     deterministic: bool = False
     layer_norm: bool = True
     activation: Literal["relu", "tanh"] = "relu"
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _no_memory(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError("memory (LSTM) policies are not supported yet; remove the key or set it to null")
+        return v
+
+    @field_validator("goal_conditioning_type", mode="before")
+    @classmethod
+    def _goal_default(cls, v: Any) -> Any:
+        return "hyper" if v is None else v  # None: checkpoints written before the key had a value
+
+    @field_validator("deterministic")
+    @classmethod
+    def _not_deterministic(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("true (greedy actions while training) is not supported: training samples its actions; "
+                             "marl-evaluate and the exported ONNX (deterministic_* outputs) act greedily already")
+        return v
 
 
 class ExtrinsicSettings(_Strict):
     gamma: float = Field(0.99, ge=0, le=1)
     strength: float = 1.0
+    network_settings: dict[str, Any] | None = Field(
+        None, exclude=True, description="in ML-Agents' resolved files; the extrinsic signal has no network (as in "
+                                        "ML-Agents), so it has no effect")
 
 
 class RewardSignals(_Strict):
+    """``reward_signals``: only ``extrinsic``; ML-Agents' ``curiosity``, ``gail`` and ``rnd`` are refused."""
+
     extrinsic: ExtrinsicSettings = ExtrinsicSettings()
+    curiosity: Any = Field(None, exclude=True)
+    gail: Any = Field(None, exclude=True)
+    rnd: Any = Field(None, exclude=True)
+
+    @field_validator("curiosity", "gail", "rnd")
+    @classmethod
+    def _unsupported(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None:
+            raise ValueError(f"ML-Agents' {info.field_name} reward signal is not supported (only extrinsic); "
+                             "remove it")
+        return v
 
 
 class SelfPlaySettings(_Strict):
@@ -187,10 +249,15 @@ class LeagueSettings(_Strict):
 
 
 class BehaviorSettings(_Strict):
-    """One behavior's training settings (ML-Agents' ``TrainerSettings``)."""
+    """One behavior's training settings (ML-Agents' ``TrainerSettings``).
+
+    ``hyperparameters`` is stored as the model of the trainer type (:data:`HYPERPARAMETERS`),
+    validated once; a mapping is accepted on input. ``even_checkpoints: true`` sets
+    ``checkpoint_interval`` to ``max_steps // keep_checkpoints`` (ML-Agents' meaning).
+    """
 
     trainer_type: str = "mappo"
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: SerializeAsAny[BaseModel] = Field(None, validate_default=True)
     network_settings: NetworkSettings = NetworkSettings()
     reward_signals: RewardSignals = RewardSignals()
     init_path: str | None = None
@@ -202,65 +269,180 @@ class BehaviorSettings(_Strict):
     summary_freq: int = Field(50000, gt=0)
     threaded: bool = False
     self_play: SelfPlaySettings | None = None
+    behavioral_cloning: Any = Field(None, exclude=True)
+
+    @field_validator("trainer_type")
+    @classmethod
+    def _trainer(cls, v: str) -> str:
+        t = TRAINER_ALIASES.get(v, v)
+        if t not in HYPERPARAMETERS:
+            raise ValueError(f"trainer_type '{v}' is not one of {sorted(set(HYPERPARAMETERS) | set(TRAINER_ALIASES))}")
+        return t
+
+    @field_validator("hyperparameters", mode="plain")
+    @classmethod
+    def _hyperparameters(cls, v: Any, info: ValidationInfo) -> Any:
+        model = HYPERPARAMETERS.get(info.data.get("trainer_type"))
+        if model is None:  # a bad trainer_type, reported on its own
+            return v
+        if isinstance(v, model):
+            return v
+        if isinstance(v, BaseModel):  # another trainer's model (trainer_type changed): re-validate its keys
+            v = v.model_dump()
+        return model.model_validate({} if v is None else v)
+
+    @field_validator("init_path")
+    @classmethod
+    def _no_init_path(cls, v: str | None) -> str | None:
+        if v is not None:
+            raise ValueError("per-behavior initialization is not supported yet; use --initialize-from RUN_ID "
+                             "(checkpoint_settings.initialize_from) to start every behavior from another run's weights, "
+                             "or set init_path to null")
+        return v
+
+    @field_validator("threaded")
+    @classmethod
+    def _not_threaded(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("true is not supported: updates already run in our own thread pool (the critic's "
+                             "update overlaps the actor's); remove the key or set it to false")
+        return v
+
+    @field_validator("self_play")
+    @classmethod
+    def _self_play_trainer(cls, v: SelfPlaySettings | None, info: ValidationInfo) -> SelfPlaySettings | None:
+        t = info.data.get("trainer_type")
+        if v is not None and t is not None and t not in SELF_PLAY_TRAINERS:
+            ok = sorted(SELF_PLAY_TRAINERS) + sorted(a for a, to in TRAINER_ALIASES.items() if to in SELF_PLAY_TRAINERS)
+            raise ValueError(f"trainer_type {t} does not support self-play; use {'/'.join(ok)}")
+        return v
+
+    @field_validator("behavioral_cloning")
+    @classmethod
+    def _no_bc(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError("ML-Agents' behavioral cloning (from demonstrations) is not supported; remove it")
+        return v
 
     @model_validator(mode="after")
-    def _trainer(self) -> "BehaviorSettings":
-        t = TRAINER_ALIASES.get(self.trainer_type, self.trainer_type)
-        if t not in HYPERPARAMETERS:
-            raise ValueError(f"trainer_type '{self.trainer_type}' is not one of "
-                             f"{sorted(set(HYPERPARAMETERS) | set(TRAINER_ALIASES))}")
-        object.__setattr__(self, "trainer_type", t)
+    def _even_checkpoints(self) -> "BehaviorSettings":
+        if self.even_checkpoints:  # ML-Agents: keep_checkpoints checkpoints evenly spaced over max_steps
+            object.__setattr__(self, "checkpoint_interval", max(1, self.max_steps // self.keep_checkpoints))
         return self
 
     @property
     def hp(self) -> Any:
-        """The validated hyperparameter model for this trainer type."""
-        return HYPERPARAMETERS[self.trainer_type].model_validate(self.hyperparameters)
+        """The hyperparameter model of this trainer type (:data:`HYPERPARAMETERS`), validated on input."""
+        return self.hyperparameters
 
 
 class EnvSettings(_Strict):
     """``env_settings`` (ML-Agents) plus, for PettingZoo envs, ``env_kwargs``, ``behavior_map`` and
     ``supersuit`` (SuperSuit wrappers applied in order, e.g. ``[pad_observations_v0]``)."""
 
-    env_path: str | None = None
-    env_args: list[str] | None = None
+    env_path: str | None = Field(None, description="env id (mpe2.simple_spread_v3, openspiel:connect_four, "
+                                                   "pkg.module:factory) or a Unity build path")
+    env_args: list[str] | None = Field(None, description="arguments passed to the Unity executable")
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     behavior_map: dict[str, str] = Field(default_factory=dict)
     supersuit: list[Union[str, dict[str, dict[str, Any]]]] = Field(default_factory=list)
-    base_port: int = Field(5005, gt=0, lt=65536)
-    num_envs: int = Field(1, ge=1)
-    num_areas: int = Field(1, ge=1)
-    timeout_wait: int = Field(60, gt=0)
-    seed: int = -1
-    max_lifetime_restarts: int = 10
-    restarts_rate_limit_n: int = 1
-    restarts_rate_limit_period_s: int = 60
+    base_port: int = Field(5005, gt=0, lt=65536, description="Unity: port of worker 0 (worker i uses base+i)")
+    num_envs: int = Field(1, ge=1, description="env worker processes (1 = in-process)")
+    num_areas: int = Field(1, ge=1, description="env copies per worker (ML-Agents' training areas)")
+    timeout_wait: int = Field(60, gt=0, description="Unity: seconds to wait for the player to connect")
+    seed: int = Field(-1, description="random seed (-1 = random)")
+    max_lifetime_restarts: int = Field(10, description="Unity: restarts of a crashed player allowed over the run")
+    restarts_rate_limit_n: int = Field(1, description="Unity: restarts allowed per restarts-rate-limit-period-s")
+    restarts_rate_limit_period_s: int = Field(60, description="Unity: period (seconds) of restarts-rate-limit-n")
 
 
 class EngineSettings(_Strict):
-    width: int = 84
-    height: int = 84
-    quality_level: int = 5
-    time_scale: float = 20.0
-    target_frame_rate: int = -1
-    capture_frame_rate: int = 60
-    no_graphics: bool = False
-    no_graphics_monitor: bool = False
+    width: int = Field(84, description="Unity: window width (pixels)")
+    height: int = Field(84, description="Unity: window height (pixels)")
+    quality_level: int = Field(5, description="Unity: quality level")
+    time_scale: float = Field(20.0, description="Unity: simulation speed-up")
+    target_frame_rate: int = Field(-1, description="Unity: target frame rate (-1 = unlimited)")
+    capture_frame_rate: int = Field(60, description="Unity: capture frame rate")
+    no_graphics: bool = Field(False, description="Unity: run the player without rendering")
+    no_graphics_monitor: bool = Field(False, description="ML-Agents: render worker 0 only; only false")
+
+    @field_validator("no_graphics_monitor")
+    @classmethod
+    def _no_monitor(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("true (render worker 0 only) is not supported yet; use no_graphics (--no-graphics) "
+                             "for all workers, or set it to false")
+        return v
 
 
 class CheckpointSettings(_Strict):
-    run_id: str = "ppo"
-    initialize_from: str | None = None
+    """``checkpoint_settings``. ``load_model`` / ``train_model`` (ML-Agents' deprecated ``--load`` /
+    ``--train``) are accepted only as false."""
+
+    run_id: str = Field("ppo", description="name of this run; results go to <results-dir>/<run-id>")
+    initialize_from: str | None = Field(None, description="start from another run's weights (step count restarts)")
     load_model: bool = False
-    resume: bool = False
-    force: bool = False
+    resume: bool = Field(False, description="continue the run from its latest checkpoint")
+    force: bool = Field(False, description="overwrite an existing run with the same run-id")
     train_model: bool = False
-    inference: bool = False
-    results_dir: str = "results"
+    inference: bool = Field(False, description="run the trained policies greedily without training")
+    results_dir: str = Field("results", description="folder of the runs")
+
+    @field_validator("load_model", "train_model")
+    @classmethod
+    def _deprecated(cls, v: bool, info: ValidationInfo) -> bool:
+        if v:
+            instead = ("use resume: true (--resume)" if info.field_name == "load_model" else
+                       "training is the default; use inference: true (--inference) to only run the policies")
+            raise ValueError(f"true (ML-Agents' deprecated --{info.field_name.split('_')[0]}) is not supported: "
+                             f"{instead}; remove the key or set it to false")
+        return v
 
 
 class TorchSettings(_Strict):
-    device: str | None = None
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: cpu)")
+
+
+def check_device(device: str | None, where: str = "torch_settings.device") -> None:
+    """Check that this machine's torch can use ``device`` before anything starts.
+
+    Args:
+        device: ``torch_settings.device`` (None = cpu).
+        where: how the message names the setting, e.g. ``--torch-device cuda`` or
+            ``run.yaml: torch_settings.device``.
+
+    Raises:
+        ConfigError: one line ``<where>: <problem>; <what to do>`` for a device string torch does
+            not parse, a device type this torch build lacks (CUDA on a CPU-only build, no GPU or
+            driver, MPS off Apple silicon ...) or a device index beyond the visible devices.
+    """
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{where}: not a torch device; use cpu, cuda, cuda:N (N = GPU index) or mps") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if torch.version.cuda is None:
+            raise ConfigError(f"{where}: this torch ({torch.__version__}) is a CPU-only build; install a CUDA build "
+                              "of torch (https://pytorch.org/get-started/locally/) or use --torch-device cpu")
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"{where}: no CUDA GPU is visible (check nvidia-smi, the driver and "
+                              "CUDA_VISIBLE_DEVICES) or use --torch-device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"{where}: only {n} CUDA GPU{'s' * (n > 1)} visible (cuda:0"
+                              f"{f'..cuda:{n - 1}' if n > 1 else ''}); pick one of them or use --torch-device cpu")
+        return
+    backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise ConfigError(f"{where}: this torch ({torch.__version__}) cannot use '{dev.type}' devices on this "
+                          "machine; use cpu, or cuda with a CUDA build of torch")
 
 
 # environment_parameters: a float, a sampler, or a curriculum ----------------------------------
@@ -311,7 +493,7 @@ class RunConfig(_Strict):
     torch_settings: TorchSettings = TorchSettings()
     environment_parameters: dict[str, EnvironmentParameter] | None = None
     league: LeagueSettings | None = None
-    debug: bool = False
+    debug: bool = Field(False, description="full tracebacks on errors")
 
     def behavior_settings(self, name: str) -> BehaviorSettings:
         """Settings of behavior ``name``; ``default_settings`` when the YAML does not list it.
@@ -326,7 +508,20 @@ class RunConfig(_Strict):
         raise ConfigError(f"behaviors.{name}: the env has a behavior '{name}' that the config does not list "
                           f"(listed: {', '.join(self.behaviors) or 'none'}); add it or give default_settings")
 
+    def resolved_for(self, behavior_names: list[str]) -> "RunConfig":
+        """A copy whose ``behaviors`` lists exactly ``behavior_names`` (in that order), each with its
+        full settings (from ``behaviors`` or ``default_settings``), and no ``default_settings``: the
+        config a run actually trained, for ``configuration.yaml`` (:meth:`to_yaml`).
+
+        Raises:
+            ConfigError: a name with neither ``behaviors.<name>`` nor ``default_settings``.
+        """
+        behaviors = {n: self.behavior_settings(n).model_copy(deep=True) for n in behavior_names}
+        return self.model_copy(update={"behaviors": behaviors, "default_settings": None}, deep=True)
+
     def to_yaml(self) -> str:
+        """The config as YAML, every value resolved (defaults written out); ``default_settings`` is
+        left out (see :meth:`resolved_for`), so :func:`load_config` reads back the same settings."""
         return yaml.safe_dump(self.model_dump(mode="json", exclude={"default_settings"}), sort_keys=False)
 
 
@@ -344,7 +539,7 @@ def _format_error(source: str, err: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see the README for the accepted keys)"
-    elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
+    elif "input" in first and first["type"] not in ("missing", "value_error") and not isinstance(first["input"], dict):
         msg += f" (got {first['input']!r})"
     more = len(err.errors()) - 1
     return f"{source}: {loc or '<top level>'}: {msg}" + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
@@ -354,7 +549,7 @@ def parse_config(data: dict, source: str = "<config>") -> RunConfig:
     """Validate an already-loaded YAML mapping.
 
     ``default_settings`` is merged under each behavior before validation, and every behavior's
-    ``hyperparameters`` are validated against its trainer's model.
+    ``hyperparameters`` are validated (once) into its trainer's model.
 
     Raises:
         ConfigError: one line, ``<source>: <key path>: <expected>``.
@@ -370,18 +565,6 @@ def parse_config(data: dict, source: str = "<config>") -> RunConfig:
         cfg = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_error(source, err)) from None
-    for name, b in cfg.behaviors.items():
-        try:
-            b.hyperparameters = b.hp.model_dump()
-        except ValidationError as err:
-            line = _format_error(source, err).split(": ", 1)[1]
-            raise ConfigError(f"{source}: behaviors.{name}.hyperparameters.{line}") from None
-    if cfg.default_settings is not None:
-        try:
-            cfg.default_settings.hyperparameters = cfg.default_settings.hp.model_dump()
-        except ValidationError as err:
-            line = _format_error(source, err).split(": ", 1)[1]
-            raise ConfigError(f"{source}: default_settings.hyperparameters.{line}") from None
     if cfg.league is not None and cfg.league.pfsp_from_league and not cfg.league.register_snapshots:
         raise ConfigError(f"{source}: league.pfsp_from_league: needs register_snapshots: true (PFSP reads the "
                           "league's results of the registered snapshots)")
@@ -391,19 +574,40 @@ def parse_config(data: dict, source: str = "<config>") -> RunConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML run config.
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML document of ``path`` (``{}`` for an empty file), not yet validated.
 
     Raises:
-        ConfigError: missing/unreadable file, YAML syntax error, or a schema error (one line).
+        ConfigError: missing or unreadable file, a file that is not YAML text (binary, not UTF-8,
+            control characters), or a YAML syntax error; one line naming the file.
     """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+                          "is not UTF-8 text); give the .yaml run config") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.reader.ReaderError as exc:
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(f"{path}: not a YAML text file (control character 0x{code:02x} at offset {exc.position}); "
+                          "give the .yaml run config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(data, str(path))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run config.
+
+    Raises:
+        ConfigError: missing/unreadable file, not a YAML text file, YAML syntax error, or a schema
+            error (one line naming the file and the key).
+    """
+    return parse_config(read_yaml(path), str(path))

@@ -23,7 +23,7 @@ def test_valid_config_and_default_settings_merge(tmp_path):
     cfg = load_config(write(tmp_path, data))
     s = cfg.behavior_settings("agent")
     assert s.max_steps == 1234
-    assert s.hyperparameters["learning_rate"] == 0.01 and s.hyperparameters["batch_size"] == 64
+    assert s.hp.learning_rate == 0.01 and s.hp.batch_size == 64
     # a behavior the YAML does not list falls back to default_settings
     assert cfg.behavior_settings("other").max_steps == 1234
 
@@ -68,7 +68,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(bad)
 
 
-def test_cli_precedence_non_default_flag_beats_yaml_beats_default(tmp_path):
+def test_cli_precedence_typed_flag_beats_yaml_beats_default(tmp_path):
     data = {**BASE, "env_settings": {"env_path": "mpe2.simple_spread_v3", "num_envs": 3, "seed": 7},
             "checkpoint_settings": {"run_id": "from_yaml"}}
     path = write(tmp_path, data)
@@ -76,9 +76,11 @@ def test_cli_precedence_non_default_flag_beats_yaml_beats_default(tmp_path):
     cfg = resolve_config(parser.parse_args([str(path), "--num-envs", "2"]), parser)
     assert cfg.env_settings.num_envs == 2          # CLI (non-default) wins
     assert cfg.env_settings.seed == 7              # YAML wins over the default -1
-    assert cfg.checkpoint_settings.run_id == "from_yaml"  # --run-id left at its default does not override
+    assert cfg.checkpoint_settings.run_id == "from_yaml"  # an untyped --run-id does not override
     cfg = resolve_config(parser.parse_args([str(path), "--run-id", "cli"]), parser)
     assert cfg.checkpoint_settings.run_id == "cli"
+    cfg = resolve_config(parser.parse_args([str(path), "--num-envs", "1"]), parser)
+    assert cfg.env_settings.num_envs == 1          # typed at its default: still wins (mlagents-learn)
 
 
 def test_every_shipped_config_is_valid():

@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="a step number (<Behavior>-<step>.pt) or a checkpoint path; default: latest")
     p.add_argument("--env", dest="env_path", default=None, help="play on another env / build than the run's")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
@@ -22,12 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     from marl.config import ConfigError
     from marl.evaluate import evaluate_run, print_report
 
+    from marl.cli.common import unexpected_error_line
+
     try:
         report = evaluate_run(args.run_dir, args.episodes, args.seed, args.stochastic, args.checkpoint, args.env_path)
+        print_report(report, None, as_json=args.json)
     except (CheckpointError, ConfigError, EnvError) as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_report(report, None, as_json=args.json)
+    except Exception as exc:  # one line; the traceback only with --debug
+        if args.debug:
+            raise
+        print(unexpected_error_line(exc), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,8 @@
   behavior name becomes ``_teamN``, the Windows-safe name the Unity BrainImporter matches).
 
 Every export is verified in onnxruntime against the torch policy before it is written.
-Exit status: 0 ok, 2 a one-line error on stderr.
+Exit status: 0 ok, 2 a one-line error on stderr, 1 an unexpected error (one line; ``--debug`` shows
+its traceback).
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to-unity", metavar="DIR", default=None, help="Unity project to copy the brains into (DIR/Assets/Brains/)")
     p.add_argument("--agent-slot", type=int, default=0, help="agent slot whose id a shared policy is exported with (default 0)")
     p.add_argument("--all-slots", action="store_true", help="also write <name>_agent<i>.onnx for every agent slot")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     args = p.parse_args(argv)
 
     from marl.checkpoint import CheckpointError, load_checkpoint
@@ -93,11 +95,22 @@ def main(argv: list[str] | None = None) -> int:
                     atomic_write(target, lambda f: f.write(res.data))
                     print(f"Copied to {target}")
     except CheckpointError as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if args.debug:
+            raise
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # one line; the traceback only with --debug
+        if args.debug:
+            raise
+        from marl.cli.common import unexpected_error_line
+
+        print(unexpected_error_line(exc), file=sys.stderr)
+        return 1
     return 0
 
 

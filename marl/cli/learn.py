@@ -1,24 +1,34 @@
 """``marl-learn``: train from an ``mlagents-learn``-style YAML with ``mlagents-learn``'s flags.
 
-Precedence (as ML-Agents): a flag whose value differs from its default beats the YAML, which
-beats the defaults.
+Precedence (as ``mlagents-learn``): every flag typed on the command line beats the YAML, even when
+its value equals the flag's default; the YAML beats the defaults. A flag's default and help are the
+pydantic field of :mod:`marl.config` it sets (written once, there).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
-from marl.config import ConfigError, RunConfig, load_config, parse_config
+from pydantic import ValidationError
 
-# flag -> (config section, key); flags not listed here are handled by hand.
+from marl.config import ConfigError, RunConfig, check_device, parse_config, read_yaml
+
+# flag dest -> (config section, key), in --help order; None as section = a top-level key.
 FLAG_TARGETS = {
     "env_path": ("env_settings", "env_path"),
-    "env_args": ("env_settings", "env_args"),
+    "run_id": ("checkpoint_settings", "run_id"),
+    "resume": ("checkpoint_settings", "resume"),
+    "force": ("checkpoint_settings", "force"),
+    "initialize_from": ("checkpoint_settings", "initialize_from"),
+    "seed": ("env_settings", "seed"),
+    "inference": ("checkpoint_settings", "inference"),
     "base_port": ("env_settings", "base_port"),
     "num_envs": ("env_settings", "num_envs"),
     "num_areas": ("env_settings", "num_areas"),
-    "seed": ("env_settings", "seed"),
+    "env_args": ("env_settings", "env_args"),
+    "results_dir": ("checkpoint_settings", "results_dir"),
     "timeout_wait": ("env_settings", "timeout_wait"),
     "max_lifetime_restarts": ("env_settings", "max_lifetime_restarts"),
     "restarts_rate_limit_n": ("env_settings", "restarts_rate_limit_n"),
@@ -30,69 +40,91 @@ FLAG_TARGETS = {
     "target_frame_rate": ("engine_settings", "target_frame_rate"),
     "capture_frame_rate": ("engine_settings", "capture_frame_rate"),
     "no_graphics": ("engine_settings", "no_graphics"),
-    "run_id": ("checkpoint_settings", "run_id"),
-    "initialize_from": ("checkpoint_settings", "initialize_from"),
-    "resume": ("checkpoint_settings", "resume"),
-    "force": ("checkpoint_settings", "force"),
-    "inference": ("checkpoint_settings", "inference"),
-    "results_dir": ("checkpoint_settings", "results_dir"),
     "device": ("torch_settings", "device"),
+    "debug": (None, "debug"),
 }
+FLAG_NAMES = {"env_path": "--env", "device": "--torch-device"}
+"""dest -> option string where it is not ``--`` + the dest with dashes."""
+FLAG_METAVARS = {"initialize_from": "RUN_ID"}
+
+
+def flag_name(dest: str) -> str:
+    """The option string of flag ``dest`` (``num_envs`` -> ``--num-envs``)."""
+    return FLAG_NAMES.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _field(dest: str):
+    """``(pydantic model, field name, FieldInfo)`` that flag ``dest`` sets."""
+    section, key = FLAG_TARGETS[dest]
+    model = RunConfig if section is None else RunConfig.model_fields[section].annotation
+    return model, key, model.model_fields[key]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="marl-learn", description="Train multi-agent behaviors from an mlagents-learn-style YAML.")
+    """The ``marl-learn`` parser. Every argument defaults to ``argparse.SUPPRESS``, so the parsed
+    namespace holds exactly the flags the user typed (``--flag=value``, abbreviations, ``--env-args``
+    REMAINDER included); types, defaults and help come from :mod:`marl.config`'s fields."""
+    p = argparse.ArgumentParser(prog="marl-learn", argument_default=argparse.SUPPRESS,
+                                description="Train multi-agent behaviors from an mlagents-learn-style YAML.")
     p.add_argument("trainer_config_path", nargs="?", help="YAML run config (e.g. configs/mappo/simple_spread.yaml)")
-    p.add_argument("--env", dest="env_path", default=None,
-                   help="env id (mpe2.simple_spread_v3, openspiel:connect_four, pkg.module:factory) or a Unity build path")
-    p.add_argument("--run-id", default="ppo", help="name of this run; results go to <results-dir>/<run-id> (default: ppo)")
-    p.add_argument("--resume", action="store_true", help="continue the run from its latest checkpoint")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run with the same run-id")
-    p.add_argument("--initialize-from", metavar="RUN_ID", default=None, help="start from another run's weights (step count restarts)")
-    p.add_argument("--seed", type=int, default=-1, help="random seed (-1 = random)")
-    p.add_argument("--inference", action="store_true", help="run the trained policies greedily without training")
-    p.add_argument("--base-port", type=int, default=5005, help="Unity: port of worker 0 (worker i uses base+i)")
-    p.add_argument("--num-envs", type=int, default=1, help="env worker processes (1 = in-process)")
-    p.add_argument("--num-areas", type=int, default=1, help="env copies per worker (ML-Agents' training areas)")
-    p.add_argument("--env-args", nargs=argparse.REMAINDER, default=None, help="arguments passed to the Unity executable")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--timeout-wait", type=int, default=60, help="Unity: seconds to wait for the player to connect")
-    p.add_argument("--max-lifetime-restarts", type=int, default=10)
-    p.add_argument("--restarts-rate-limit-n", type=int, default=1)
-    p.add_argument("--restarts-rate-limit-period-s", type=int, default=60)
     eng = p.add_argument_group("engine configuration (Unity)")
-    eng.add_argument("--width", type=int, default=84)
-    eng.add_argument("--height", type=int, default=84)
-    eng.add_argument("--quality-level", type=int, default=5)
-    eng.add_argument("--time-scale", type=float, default=20.0)
-    eng.add_argument("--target-frame-rate", type=int, default=-1)
-    eng.add_argument("--capture-frame-rate", type=int, default=60)
-    eng.add_argument("--no-graphics", action="store_true")
-    p.add_argument("--torch-device", dest="device", default=None, help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--debug", action="store_true", help="full tracebacks")
+    for dest, (section, _key) in FLAG_TARGETS.items():
+        _model, _key, field = _field(dest)
+        kinds = [a for a in typing.get_args(field.annotation) if a is not type(None)] or [field.annotation]
+        kind = typing.get_origin(kinds[0]) or kinds[0]
+        help_ = field.description or ""
+        if field.default not in (None, False):
+            help_ += f" (default: {field.default})"
+        kw: dict = {"dest": dest, "help": help_.strip()}
+        if kind is bool:
+            kw["action"] = "store_true"
+        elif kind is list:
+            kw["nargs"] = argparse.REMAINDER
+        else:
+            kw["type"] = kind
+            kw["metavar"] = FLAG_METAVARS.get(dest, {int: "N", float: "X"}.get(kind, dest.upper()))
+        (eng if section == "engine_settings" else p).add_argument(flag_name(dest), **kw)
     return p
 
 
-def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
-    """Apply non-default flags over the YAML (ML-Agents' precedence) and validate.
+def typed_flags(args: argparse.Namespace) -> dict[str, typing.Any]:
+    """The flags the user typed: ``{dest: value}`` (a namespace from :func:`build_parser`)."""
+    return {k: v for k, v in vars(args).items() if k in FLAG_TARGETS}
+
+
+def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> RunConfig:
+    """The run config: every typed flag over the YAML over the defaults (``mlagents-learn``'s
+    precedence), validated once.
+
+    Args:
+        args: parsed by :func:`build_parser` (untyped flags are absent from it).
+        parser: unused; kept for callers of the older signature.
 
     Raises:
-        ConfigError: bad YAML, bad flag value.
+        ConfigError: bad YAML file or key (names file and key), bad flag value (names the flag).
     """
-    if args.trainer_config_path:
-        cfg = load_config(args.trainer_config_path)
-        data = cfg.model_dump(mode="json", exclude_unset=False)
-        source = args.trainer_config_path
-    else:
-        data, source = {}, "<command line>"
-    for flag, (section, key) in FLAG_TARGETS.items():
-        value = getattr(args, flag)
-        if value != parser.get_default(flag):
-            data.setdefault(section, {})[key] = value
-    if args.debug:
-        data["debug"] = True
-    if data.get("default_settings") is None:
-        data.pop("default_settings", None)
+    path = getattr(args, "trainer_config_path", None)
+    data = read_yaml(path) if path else {}
+    source = path or "<command line>"
+    if not isinstance(data, dict):
+        return parse_config(data, source)  # raises: not a mapping
+    for dest, value in typed_flags(args).items():
+        model, key, _ = _field(dest)
+        if model is not RunConfig:
+            try:  # a bad value is the flag's fault, not the file's
+                model.model_validate({key: value})
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                shown = " ".join(value) if isinstance(value, list) else value
+                raise ConfigError(f"{flag_name(dest)} {shown}: {msg}") from None
+        section, key = FLAG_TARGETS[dest]
+        if section is None:
+            data[key] = value
+            continue
+        if data.get(section) is None:
+            data[section] = {}
+        if isinstance(data[section], dict):  # otherwise parse_config reports the section
+            data[section][key] = value
     return parse_config(data, source)
 
 
@@ -137,8 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console(stderr=False)
+    debug = getattr(args, "debug", False)
     try:
         cfg = resolve_config(args, parser)
+        debug = debug or cfg.debug
+        if not cfg.checkpoint_settings.inference:  # marl-evaluate plays on the CPU
+            device = cfg.torch_settings.device
+            check_device(device, f"--torch-device {device}" if "device" in typed_flags(args) else
+                         f"{getattr(args, 'trainer_config_path', None)}: torch_settings.device")
         from marl.run import prepare_run_dir, train
 
         if cfg.checkpoint_settings.inference:
@@ -164,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         from marl.checkpoint import CheckpointError
         from marl.run import RunError
 
-        known = (ConfigError, EnvError, CheckpointError, RunError)
-        if args.debug or not isinstance(exc, known):
-            if not isinstance(exc, known):
-                console.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
+        from marl.cli.common import unexpected_error_line
+
+        if debug:
             raise
+        if not isinstance(exc, (ConfigError, EnvError, CheckpointError, RunError)):
+            print(unexpected_error_line(exc), file=sys.stderr)
+            return 1
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
