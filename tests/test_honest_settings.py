@@ -3,6 +3,7 @@ run, one-line errors from every CLI, ML-Agents keys that work / match / are refu
 hyperparameters, a fully resolved configuration.yaml, and normal file permissions."""
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import subprocess
@@ -72,7 +73,7 @@ def test_flags_take_default_type_and_help_from_the_config_models():
     cfg = RunConfig()
     for dest, (section, key) in FLAG_TARGETS.items():
         a = actions[dest]
-        assert a.default is __import__("argparse").SUPPRESS, dest
+        assert a.default is argparse.SUPPRESS, dest
         assert flag_name(dest) in a.option_strings
         default = getattr(cfg if section is None else getattr(cfg, section), key)
         if default not in (None, False):
