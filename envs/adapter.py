@@ -383,6 +383,47 @@ class ArrayEnv:
         self._write_state("state")
         return False
 
+    def rebind(self, out: dict[str, np.ndarray]) -> None:
+        """Write into ``out`` from now on (same layout); the current contents are copied over.
+
+        The play loop builds one env first, learns its spec, then stacks the copies' arrays.
+        """
+        for k, v in self.out.items():
+            out[k][...] = v
+        self.out = out
+
+    def abort_episode(self) -> EpisodeStats:
+        """End the current episode where it stands (a step cap was hit) and start the next one.
+
+        Returns:
+            the cut episode's stats (returns so far, length so far).
+        """
+        stats = EpisodeStats({k: v.copy() for k, v in self._episode_returns.items()}, self._episode_len,
+                             {"cut": True})
+        self._episode_info = {}
+        self._reset_env(None)
+        self._write_start()
+        return stats
+
+    @property
+    def game_state(self):
+        """The underlying OpenSpiel ``pyspiel.State`` (shimmy's ``game_state``) or None for other envs.
+
+        Search bots (:class:`marl.policy.MCTSPolicy`) read it; it is looked up through wrappers.
+        """
+        env = self.env
+        for _ in range(16):
+            state = getattr(env, "game_state", None)
+            if state is not None:
+                return state
+            nxt = getattr(env, "env", None)
+            if nxt is None or nxt is env:
+                nxt = getattr(env, "unwrapped", None)
+                if nxt is None or nxt is env:
+                    return None
+            env = nxt
+        return None
+
     def set_environment_parameters(self, values: dict) -> None:
         """Pass ``environment_parameters`` to the env when it takes them (the Unity adapter does)."""
         env = self.env

@@ -13,6 +13,8 @@ import numpy as np
 from league.errors import LeagueError
 from league.ratings.elo import expected_score
 from league.records import Game, pairwise_scores
+from marl.pfsp import f_hard, f_var  # noqa: F401  (re-exported: PFSP math lives on the marl side)
+from marl.pfsp import pfsp_weights as _pfsp_weights
 
 Pairing = tuple[str, str]
 
@@ -89,39 +91,16 @@ def proximity_opponent(anchor: str, candidates: Iterable[str], ratings: dict[str
     return cands[int(rng.choice(best))]
 
 
-def f_hard(x: np.ndarray, p: float = 2.0) -> np.ndarray:
-    """PFSP weighting ``(1 - x)^p`` on win probability x: focus on opponents we lose to (AlphaStar, p=2)."""
-    return (1.0 - x) ** p
-
-
-def f_var(x: np.ndarray) -> np.ndarray:
-    """PFSP weighting ``x (1 - x)``: focus on opponents of similar strength (AlphaStar)."""
-    return x * (1.0 - x)
-
-
 def pfsp_weights(win_rates: np.ndarray, weighting: str = "hard", p: float = 2.0) -> np.ndarray:
-    """Normalised PFSP probabilities from the anchor's win rates against each candidate (Vinyals et al. 2019).
-
-    Args:
-        win_rates: float ``[n_candidates]``, P[anchor beats candidate] in [0, 1].
-        weighting: ``"hard"`` (f_hard with exponent ``p``), ``"var"`` (f_var) or ``"uniform"``.
-
-    Returns:
-        float64 ``[n_candidates]`` summing to 1 (uniform when every weight is 0).
+    """:func:`marl.pfsp.pfsp_weights` (Vinyals et al. 2019) with league errors.
 
     Raises:
         LeagueError: unknown weighting or empty candidates.
     """
-    x = np.clip(np.asarray(win_rates, dtype=np.float64), 0.0, 1.0)
-    if x.size == 0:
-        raise LeagueError("pfsp: no candidate opponents")
-    fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {"hard": lambda v: f_hard(v, p), "var": f_var,
-                                                          "uniform": np.ones_like}
-    if weighting not in fns:
-        raise LeagueError(f"pfsp weighting '{weighting}' unknown; expected hard, var or uniform")
-    w = fns[weighting](x)
-    total = w.sum()
-    return w / total if total > 0 else np.full(x.size, 1.0 / x.size)
+    try:
+        return _pfsp_weights(win_rates, weighting, p)
+    except ValueError as exc:
+        raise LeagueError(str(exc)) from None
 
 
 def pfsp_opponent(anchor: str, candidates: Sequence[str], payoff: "Payoff", rng: np.random.Generator,

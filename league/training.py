@@ -139,3 +139,27 @@ class LeagueLink:
         if not self.settings.pfsp_from_league:
             return str(rng.choice(cands))
         return cands[int(rng.choice(len(cands), p=self.opponent_probabilities(player, cands)))]
+
+
+def open_sink(cfg) -> LeagueLink:
+    """The league's snapshot sink for a training run (entry point ``marl.snapshot_sinks: league``).
+
+    ``marl`` finds this through the entry point (it never imports the league) and calls it with the
+    run config; the returned :class:`LeagueLink` implements :class:`marl.selfplay.SnapshotSink`.
+
+    Raises:
+        marl.config.ConfigError: the league config is missing or invalid, or its env is not the run's env.
+    """
+    from league.errors import LeagueError
+    from marl.config import ConfigError
+
+    block = cfg.league
+    try:
+        link = LeagueLink(block, cfg.checkpoint_settings.run_id, base_dir=".")
+    except (LeagueError, OSError, ValueError) as exc:
+        raise ConfigError(f"league.config: cannot open league '{block.config}': {exc}") from None
+    env = cfg.env_settings.env_path
+    if env is not None and link.league.config.env.id != env:
+        raise ConfigError(f"league.config: league '{block.config}' plays '{link.league.config.env.id}', "
+                          f"this run trains on '{env}'")
+    return link

@@ -10,7 +10,7 @@ A checkpoint is a dict::
      "env_id": str, "behavior_spec": {...}, "state_shape": [...], "network_settings": {...},
      "trainer": <trainer state for this behavior>, "extra": {...}}
 
-so :mod:`marl.inference` can rebuild the actor without the YAML.
+so :mod:`marl.inference` can rebuild the actor without the YAML (``docs/results_layout.md``).
 """
 from __future__ import annotations
 
@@ -42,8 +42,13 @@ def spec_from_dict(d: dict) -> BehaviorSpec:
                         tuple(d.get("teams", ())))
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, weights_only: bool = False) -> dict:
     """Load a checkpoint dict.
+
+    Args:
+        path: the ``.pt`` file.
+        weights_only: use ``torch.load(weights_only=True)``: tensors and plain containers only, no
+            arbitrary pickles (for files from elsewhere, e.g. a shared league).
 
     Raises:
         CheckpointError: missing file, not a torch file, or not one of ours.
@@ -52,7 +57,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
+        ck = torch.load(p, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # torch raises many kinds for a corrupt file
         raise CheckpointError(f"{p}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                               "the file is corrupt or not a checkpoint") from None
@@ -83,7 +88,8 @@ class CheckpointManager:
              exporter: Any = None) -> Path:
         """Write ``checkpoint.pt`` (and ``<Behavior>-<step>.pt`` when ``snapshot``), then rotate.
 
-        ``exporter(payload, onnx_path)`` (optional) writes the matching ``.onnx``.
+        ``exporter(payload, onnx_path) -> [paths]`` (optional) writes the matching ``.onnx`` (and one
+        ``<stem>_agent<i>.onnx`` per further slot of a shared policy that takes an agent id).
         """
         atomic_torch_save(payload, self.latest)
         if not snapshot:
@@ -91,10 +97,9 @@ class CheckpointManager:
         path = self.dir / f"{self.behavior}-{step}.pt"
         atomic_torch_save(payload, path)
         aux = []
-        if exporter is not None:
-            onnx_path = path.with_suffix(".onnx")
-            exporter(payload, onnx_path)
-            aux.append(str(onnx_path))
+        if exporter is not None:  # returns the files it wrote (a brain per agent slot for shared policies)
+            written = exporter(payload, path.with_suffix(".onnx"))
+            aux.extend(str(f) for f in ([written] if isinstance(written, (str, Path)) else written or []))
         entry = {"steps": step, "file_path": str(path), "reward": reward, "creation_time": time.time(),
                  "auxillary_file_paths": aux}
         ckpts = [c for c in self.status.behavior(self.behavior)["checkpoints"] if c["steps"] != step] + [entry]

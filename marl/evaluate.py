@@ -1,8 +1,9 @@
 """Play trained policies without training and report per-behavior returns (``marl-evaluate``).
 
-Episodes run in-process on up to 16 env copies batched into one policy call per behavior and
-step. Copy ``e`` plays every 16th episode, so each counted episode is complete and unbiased
-by its length. Policies come from files only (:func:`marl.inference.load_policy`).
+Episodes run through the one play loop (:func:`marl.play.play_episodes`) on up to 16 env copies
+(one for a Unity build), with the run's own env settings (``env_kwargs``, ``behavior_map``,
+``supersuit``), one batched policy call per behavior and step. Policies come from files only
+(:func:`marl.inference.load_policy`).
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import numpy as np
 import torch
 import yaml
 
-from envs.vector import VecEnv
+from envs.registry import is_executable_path
 from marl.checkpoint import CheckpointError
 from marl.config import parse_config
 from marl.inference import load_policy
+from marl.play import play_episodes
+from marl.policy import PolicyError
 
 
 def _checkpoint_for(run_dir: Path, behavior: str, checkpoint: str | None) -> Path:
@@ -60,60 +63,37 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, stocha
 
     torch.manual_seed(seed)
     env_id, factory = env_factory(cfg, None)
-    probe = factory(0, None)
-    spec = probe.spec
-    probe.close()
-    files = {b.name: _checkpoint_for(run_dir, b.name, checkpoint) for b in spec.behaviors}
-    policies = {b: load_policy(p) for b, p in files.items()}
-    for b in spec.behaviors:
-        pspec = policies[b.name].spec
-        if tuple(pspec.obs_shape) != tuple(b.obs_shape) or pspec.n_agents != b.n_agents:
-            raise CheckpointError(f"{files[b.name]}: policy for {pspec.n_agents} agents with observations "
-                                  f"{pspec.obs_shape} does not fit behavior '{b.name}' ({b.n_agents} agents, {b.obs_shape})")
-    n_copies = max(1, min(16, episodes))
-    quota = np.array([episodes // n_copies + (e < episodes % n_copies) for e in range(n_copies)])
-    done = np.zeros(n_copies, np.int64)
-    per_agent = {b.name: [] for b in spec.behaviors}
-    team = {b.name: [] for b in spec.behaviors}
-    hidden = {b.name: None for b in spec.behaviors}
-    slots = {b.name: np.tile(np.arange(b.n_agents), n_copies) for b in spec.behaviors}
-    venv = VecEnv(factory, spec, 1, n_copies, seed=seed)
+    policies: dict[str, object] = {}
+    files: dict[str, Path] = {}
+
+    def seating(spec):
+        for b in spec.behaviors:
+            files[b.name] = _checkpoint_for(run_dir, b.name, checkpoint)
+            policies[b.name] = load_policy(files[b.name])
+        return policies
+
+    copies = 1 if is_executable_path(env_id) else None
     try:
-        arrays = venv.arrays
-        while (done < quota).any():
-            for b in spec.behaviors:
-                obs = arrays[f"{b.name}/obs"].reshape(n_copies * b.n_agents, *b.obs_shape)
-                mask = arrays.get(f"{b.name}/mask")
-                mask = None if mask is None else mask.reshape(n_copies * b.n_agents, -1)
-                d, c, hidden[b.name] = policies[b.name].act(obs, slots[b.name], mask, hidden[b.name],
-                                                            deterministic=not stochastic)
-                if d is not None:
-                    arrays[f"{b.name}/act_d"][...] = d.reshape(n_copies, b.n_agents, -1)
-                if c is not None:
-                    arrays[f"{b.name}/act_c"][...] = c.reshape(n_copies, b.n_agents, -1) * 3.0  # env layer clips to [-1, 1]
-            finished = venv.step()
-            ended_rows = np.zeros(n_copies, bool)
-            for e, stats in finished:
-                ended_rows[e] = True
-                if done[e] >= quota[e]:
-                    continue
-                done[e] += 1
-                for name, r in stats.returns.items():
-                    r = r[~np.isnan(r)]
-                    per_agent[name].extend(r.tolist())
-                    team[name].append(float(r.sum()))
-            if ended_rows.any():
-                for b in spec.behaviors:
-                    hidden[b.name] = policies[b.name].reset_hidden(hidden[b.name], np.repeat(ended_rows, b.n_agents))
-    finally:
-        venv.close()
-    out = {"behaviors": {}, "checkpoint": str(files[spec.behaviors[0].name]), "checkpoints": {k: str(v) for k, v in files.items()}}
-    for b in spec.behaviors:
-        r = np.asarray(per_agent[b.name], np.float64)
-        out["behaviors"][b.name] = {"mean_return": float(r.mean()) if r.size else float("nan"),
-                                    "std_return": float(r.std()) if r.size else float("nan"),
-                                    "team_return": float(np.mean(team[b.name])) if team[b.name] else float("nan"),
-                                    "episodes": int(len(team[b.name]))}
+        results = play_episodes(lambda e: factory(e, None), seating, episodes, seed=seed,
+                                deterministic=not stochastic, copies=copies)
+    except PolicyError as exc:
+        raise CheckpointError(str(exc)) from None
+    names = list(files)
+    per_agent: dict[str, list[float]] = {b: [] for b in names}
+    team: dict[str, list[float]] = {b: [] for b in names}
+    for res in results:
+        for name, r in res.returns.items():
+            r = r[~np.isnan(r)]
+            per_agent[name].extend(r.tolist())
+            team[name].append(float(r.sum()))
+
+    out = {"behaviors": {}, "checkpoint": str(files[names[0]]), "checkpoints": {k: str(v) for k, v in files.items()}}
+    for name in names:
+        r = np.asarray(per_agent[name], np.float64)
+        out["behaviors"][name] = {"mean_return": float(r.mean()) if r.size else float("nan"),
+                                  "std_return": float(r.std()) if r.size else float("nan"),
+                                  "team_return": float(np.mean(team[name])) if team[name] else float("nan"),
+                                  "episodes": int(len(team[name]))}
     return out
 
 

@@ -1,20 +1,22 @@
 """Play a trained policy against named opponents and report win/draw/loss with 95% intervals.
 
-``python -m marl.evaluate_vs POLICY --opponent random --opponent mcts:25 --games 1000``
+``marl-evaluate-vs POLICY --opponent random --opponent mcts:25 --games 1000``
 
 * ``POLICY``: ``results/<run-id>`` (its behavior's ``checkpoint.pt``), a checkpoint or snapshot
-  ``.pt``, or an ``.onnx`` file (then ``--env`` is required). Anything :func:`marl.inference.load_policy` reads.
+  ``.pt``, or an ``.onnx`` file (then ``--env`` is required unless the file is inside a run folder).
+  Anything :func:`marl.inference.load_policy` reads.
 * opponents: ``random`` (uniform over legal actions), ``mcts:N`` (OpenSpiel's ``MCTSBot``, UCT
   c=2, N simulations, one random rollout per leaf, as in OpenSpiel's ``examples/mcts.py``; only
   for ``openspiel:<game>`` envs), or a path to a policy file / run folder (a snapshot, a checkpoint,
   an ONNX file).
 * seats: the games are split evenly over the learner's seats/teams (``--seat`` picks one); the
-  report gives W/D/L per seat and overall, with Wilson score 95% intervals (Wilson 1927).
+  report gives W/D/L per seat and overall, with Wilson score 95% intervals (Wilson 1927). A shared
+  policy acts in each seat with that seat's agent id, as in training (an ONNX brain uses the file
+  exported for that slot, ``<name>_agent<i>.onnx``).
 
-Games run in-process through :class:`envs.adapter.ArrayEnv`, the same observation path as
-training (for OpenSpiel games the observation is ``state.observation_tensor(player)``, what shimmy
-gives; MCTS plays on the env's underlying ``pyspiel`` state). A game's outcome compares the two
-sides' episode returns (the game's returns for OpenSpiel games).
+Games run through the one play loop (:func:`marl.play.play_episodes`) on the run's own env
+settings (``env_kwargs``, ``behavior_map``, ``supersuit`` from its ``configuration.yaml``). A game's
+outcome compares the two sides' mean episode returns (the game's returns for OpenSpiel games).
 """
 from __future__ import annotations
 
@@ -25,15 +27,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from envs.adapter import ArrayEnv
 from envs.registry import EnvError
-from envs.spec import BehaviorSpec
 from marl.checkpoint import CheckpointError
-from marl.inference import Policy, load_policy
+from marl.inference import load_policy, make_policy
+from marl.play import play_episodes
+from marl.policy import Policy, PolicyError
 from marl.selfplay import team_slots
 
 
@@ -52,125 +56,18 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-# ------------------------------------------------------------------------------------------ players
-class Player:
-    """Chooses actions for some slots of one behavior.
-
-    ``act(env, spec, slots)`` returns ``(discrete int64 [n, n_branches] | None, continuous float32
-    [n, n_cont] in [-1, 1] | None)`` for the slot indices ``slots`` (int64 ``[n]``), reading
-    observations/masks from ``env.out``.
-    """
-
-    name = "player"
-
-    def reset(self, seed: int) -> None:
-        """Called before each game."""
-
-    def act(self, env: ArrayEnv, spec: BehaviorSpec, slots: np.ndarray):
-        raise NotImplementedError
-
-
-class RandomPlayer(Player):
-    """Uniform over the legal actions of each branch (uniform in [-1, 1] for continuous actions)."""
-
-    name = "random"
-
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, env, spec, slots):
-        a = spec.action
-        d = c = None
-        if a.is_discrete:
-            mask = env.out[f"{spec.name}/mask"][slots]
-            d = np.zeros((len(slots), len(a.discrete_branches)), np.int64)
-            for i in range(len(slots)):
-                start = 0
-                for k, n in enumerate(a.discrete_branches):
-                    legal = np.flatnonzero(mask[i, start:start + n] > 0.5)
-                    d[i, k] = self.rng.choice(legal) if legal.size else 0
-                    start += n
-        if a.continuous_size:
-            c = self.rng.uniform(-1, 1, (len(slots), a.continuous_size)).astype(np.float32)
-        return d, c
-
-
-class MCTSPlayer(Player):
-    """OpenSpiel ``MCTSBot(game, uct_c, max_simulations, RandomRolloutEvaluator(n_rollouts))`` on the env's pyspiel state.
-
-    Raises:
-        EvaluationError: the env is not an OpenSpiel game, or ``simulations < 1``.
-    """
-
-    def __init__(self, simulations: int, uct_c: float = 2.0, rollouts: int = 1, seed: int = 0):
-        if simulations < 1:
-            raise EvaluationError(f"opponent mcts:{simulations}: the number of simulations must be >= 1")
-        self.simulations, self.uct_c, self.rollouts = simulations, uct_c, rollouts
-        self.name = f"mcts:{simulations}"
-        self.rs = np.random.RandomState(seed)
-        self.bot = None
-
-    def act(self, env, spec, slots):
-        state = getattr(env.env, "game_state", None)
-        if state is None:
-            raise EvaluationError(f"opponent {self.name}: MCTS needs an OpenSpiel env ('openspiel:<game>'), "
-                                  f"got '{env.spec.env_id}'")
-        if self.bot is None:
-            from open_spiel.python.algorithms import mcts
-
-            self.bot = mcts.MCTSBot(state.get_game(), self.uct_c, self.simulations,
-                                    mcts.RandomRolloutEvaluator(self.rollouts, self.rs), random_state=self.rs)
-        if len(slots) != 1 or state.current_player() != int(slots[0]):
-            raise EvaluationError(f"opponent {self.name}: expected one OpenSpiel player to move, got slots {slots.tolist()}")
-        return np.array([[self.bot.step(state)]], np.int64), None
-
-
-class PolicyPlayer(Player):
-    """A saved policy (:class:`marl.inference.Policy`): greedy unless ``stochastic``."""
-
-    def __init__(self, policy: Policy, name: str, stochastic: bool = False):
-        self.policy, self.name, self.stochastic = policy, name, stochastic
-        self.hidden = None
-
-    def reset(self, seed):
-        self.hidden = None
-
-    def act(self, env, spec, slots):
-        obs = env.out[f"{spec.name}/obs"][slots]
-        mask = env.out.get(f"{spec.name}/mask")
-        mask = None if mask is None else mask[slots]
-        d, c, _ = self.policy.act(obs, slots.astype(np.int64), mask, None, deterministic=not self.stochastic)
-        return d, c
-
-
-def load_player(path: str | Path, stochastic: bool = False) -> PolicyPlayer:
-    """A :class:`PolicyPlayer` from a run folder, ``.pt`` or ``.onnx`` file.
-
-    Raises:
-        EvaluationError: missing or unreadable file.
-    """
-    try:
-        return PolicyPlayer(load_policy(path), str(path), stochastic)
-    except CheckpointError as exc:
-        raise EvaluationError(str(exc)) from None
-
-
-def make_opponent(name: str, seed: int = 0, stochastic: bool = False) -> Player:
+def make_opponent(name: str, seed: int = 0) -> Policy:
     """``random``, ``mcts:N`` or a policy path (see the module docstring).
 
     Raises:
-        EvaluationError: unknown name / missing file.
+        EvaluationError: unknown name / missing or unreadable file.
     """
-    if name == "random":
-        return RandomPlayer(seed)
-    if name.startswith("mcts:"):
-        n = name.split(":", 1)[1]
-        if not n.isdigit():
-            raise EvaluationError(f"opponent '{name}': expected mcts:<simulations>, e.g. mcts:25")
-        return MCTSPlayer(int(n), seed=seed)
-    if not Path(name).exists():
-        raise EvaluationError(f"opponent '{name}': not 'random', 'mcts:N' or an existing policy file/run folder")
-    return load_player(name, stochastic)
+    if name.startswith("mcts:") and not name[5:].isdigit():
+        raise EvaluationError(f"opponent '{name}': expected mcts:<simulations>, e.g. mcts:25")
+    try:
+        return make_policy(name, seed)
+    except (PolicyError, CheckpointError) as exc:
+        raise EvaluationError(f"opponent {exc}" if str(exc).startswith("'") else str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------ games
@@ -223,60 +120,63 @@ class Report:
                 "per_seat": {str(k): v.as_dict() for k, v in self.per_seat.items()}}
 
 
-def play_games(env: ArrayEnv, behavior: str, player: Player, opponent: Player, games: int,
-               seats: list[int] | None = None, seed: int = 0, max_steps: int = 100000) -> Report:
-    """Play ``games`` games of ``player`` (on one team/seat) against ``opponent`` (all other slots).
+def play_games(make_env: Callable[[int], ArrayEnv], behavior: str, policy: Policy, opponent: Policy, games: int,
+               seats: list[int] | None = None, seed: int = 0, max_steps: int = 100000, stochastic: bool = False,
+               opponent_name: str | None = None) -> Report:
+    """Play ``games`` games of ``policy`` (on one team/seat) against ``opponent`` (all other slots).
 
     Args:
-        env: the game (turn-based or simultaneous); its behavior ``behavior`` must span 2+ teams/seats.
-        player, opponent: see :class:`Player`.
+        make_env: ``make_env(copy) -> ArrayEnv`` for the game (turn-based or simultaneous); its behavior
+            ``behavior`` must span 2+ teams/seats and be the env's only behavior.
+        policy, opponent: :class:`marl.policy.Policy` objects.
         games: games in total, split evenly over ``seats`` (team indices as :func:`marl.selfplay.team_slots`).
-        seats: which of the player's teams to play (default all).
-        seed: game ``g`` resets the env with ``seed + g``.
-        max_steps: a game longer than this raises (a stuck env).
+        seats: which of the policy's teams to play (default all).
+        seed: seat ``k``'s games use the play loop's seed ``seed + 100003 * k``.
+        max_steps: a game longer than this many env steps raises (a stuck env).
+        stochastic: sample both sides' actions instead of the greedy ones.
 
     Returns:
         a :class:`Report` (outcome = comparison of the two sides' mean episode returns).
 
     Raises:
-        EvaluationError: bad seats, or a game that does not end.
+        EvaluationError: bad seats, a policy that does not fit, or a game that does not end.
     """
-    spec = env.spec.behavior(behavior)
-    teams = team_slots(spec, env.turn_based)
+    probe = make_env(0)
+    try:
+        spec = probe.spec
+        turn_based = probe.turn_based
+    finally:
+        probe.close()
+    if spec.names != [behavior]:
+        raise EvaluationError(f"env '{spec.env_id}' has behaviors {spec.names}; evaluate-vs plays the seats of one "
+                              "behavior against each other")
+    bspec = spec.behavior(behavior)
+    teams = team_slots(bspec, turn_based)
     seats = list(range(len(teams))) if seats is None else seats
     if not seats or any(not 0 <= s < len(teams) for s in seats):
         raise EvaluationError(f"--seat: expected seats in 0..{len(teams) - 1}, got {seats}")
-    report = Report(opponent.name, {s: Score() for s in seats})
+    report = Report(opponent_name or opponent.name, {s: Score() for s in seats})
     t0 = time.time()
-    o = env.out
-    for g in range(games):
-        seat = seats[g % len(seats)]
-        mine = np.zeros(spec.n_agents, np.bool_)
+    for k, seat in enumerate(seats):
+        n = games // len(seats) + (k < games % len(seats))
+        if n == 0:
+            continue
+        mine = np.zeros(bspec.n_agents, np.bool_)
         mine[teams[seat]] = True
-        env.reset(seed + g)
-        player.reset(seed + g)
-        opponent.reset(seed + g)
-        for _ in range(max_steps):
-            active = o[f"{behavior}/active"]
-            for who, sel in ((player, active & mine), (opponent, active & ~mine)):
-                slots = np.flatnonzero(sel)
-                if slots.size == 0:
-                    continue
-                d, c = who.act(env, spec, slots)
-                if d is not None:
-                    o[f"{behavior}/act_d"][slots] = d
-                if c is not None:
-                    o[f"{behavior}/act_c"][slots] = c
-            stats = env.step()
-            if stats is not None:
-                r = stats.returns[behavior].astype(np.float64)
-                a, b = r[mine], r[~mine]
-                a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-                diff = (a.mean() if a.size else 0.0) - (b.mean() if b.size else 0.0)
-                report.per_seat[seat].add(1.0 if diff > 0 else 0.0 if diff < 0 else 0.5)
-                break
-        else:
-            raise EvaluationError(f"game {g} did not end within {max_steps} env steps")
+        seating = {behavior: [policy if m else opponent for m in mine]}
+        try:
+            results = play_episodes(make_env, seating, n, seed=seed + 100003 * k, deterministic=not stochastic,
+                                    max_steps=max_steps)
+        except PolicyError as exc:
+            raise EvaluationError(str(exc)) from None
+        for res in results:
+            if res.cut:
+                raise EvaluationError(f"a game did not end within {max_steps} env steps")
+            r = res.returns[behavior].astype(np.float64)
+            a, b = r[mine], r[~mine]
+            a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+            diff = (a.mean() if a.size else 0.0) - (b.mean() if b.size else 0.0)
+            report.per_seat[seat].add(1.0 if diff > 0 else 0.0 if diff < 0 else 0.5)
     report.seconds = time.time() - t0
     return report
 
@@ -295,32 +195,49 @@ def format_report(name: str, rep: Report) -> list[str]:
     return lines
 
 
-def _env_for(policy_path: Path, env_id: str | None) -> tuple[str, dict]:
-    """The env id (and kwargs) to play on: ``--env``, the run's configuration, or the checkpoint's ``env_id``."""
+def _env_for(policy_path: Path, env_id: str | None) -> tuple[str, dict, dict]:
+    """The env to play on: ``--env``, the run's configuration, or the checkpoint's ``env_id``.
+
+    Returns:
+        ``(env id, env kwargs, {"behavior_map": ..., "supersuit": ...})``: the run's env settings
+        apply (an ONNX file or checkpoint inside ``results/<run-id>/`` finds its run).
+    """
     run = policy_path if policy_path.is_dir() else None
-    if run is None and policy_path.suffix == ".pt":
-        for parent in policy_path.parents:
+    if run is None:
+        for parent in policy_path.resolve().parents:
             if (parent / "configuration.yaml").is_file():
                 run = parent
                 break
     kwargs: dict = {}
+    extra: dict = {}
     if run is not None and (run / "configuration.yaml").is_file():
         import yaml
 
-        es = (yaml.safe_load((run / "configuration.yaml").read_text()) or {}).get("env_settings", {})
-        env_id = env_id or es.get("env_path")
-        kwargs = es.get("env_kwargs") or {}
+        es = (yaml.safe_load((run / "configuration.yaml").read_text()) or {}).get("env_settings", {}) or {}
+        run_env = es.get("env_path")
+        if env_id is None or env_id == run_env:
+            env_id = run_env
+            kwargs = es.get("env_kwargs") or {}
+            extra = {"behavior_map": es.get("behavior_map") or {}, "supersuit": es.get("supersuit") or []}
     if env_id is None and policy_path.suffix == ".pt":
-        import torch as _t
-
-        env_id = _t.load(policy_path, map_location="cpu", weights_only=False).get("env_id")
+        try:
+            env_id = load_checkpoint_env(policy_path)
+        except CheckpointError as exc:
+            raise EvaluationError(str(exc)) from None
     if not env_id:
         raise EvaluationError(f"{policy_path}: cannot tell which env it plays; pass --env (e.g. --env openspiel:connect_four)")
-    return env_id, kwargs
+    return env_id, kwargs, extra
+
+
+def load_checkpoint_env(path: Path) -> str | None:
+    """The ``env_id`` recorded in a checkpoint."""
+    from marl.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("env_id")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m marl.evaluate_vs",
+    p = argparse.ArgumentParser(prog="marl-evaluate-vs",
                                 description="Play a trained policy against named opponents; W/D/L with 95% intervals.")
     p.add_argument("policy", help="results/<run-id>, a .pt checkpoint/snapshot, or an .onnx file")
     p.add_argument("--opponent", action="append", required=True,
@@ -332,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stochastic", action="store_true", help="sample the policies' actions instead of the greedy ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per opponent")
+    p.add_argument("--debug", action="store_true", help="full tracebacks")
     args = p.parse_args(argv)
     if args.games < 1:
         p.error("--games must be >= 1")
@@ -339,27 +257,40 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.policy)
         if not path.exists():
             raise EvaluationError(f"{path}: no such policy file or run folder")
-        env_id, kwargs = _env_for(path, args.env)
+        env_id, kwargs, extra = _env_for(path, args.env)
         torch.manual_seed(args.seed)
-        env = ArrayEnv(env_id, kwargs)
-        behavior = args.behavior or env.spec.behaviors[0].name
-        if args.behavior is None and len(env.spec.behaviors) > 1:
-            raise EvaluationError(f"env '{env_id}' has behaviors {env.spec.names}; pick one with --behavior")
-        player = load_player(path if not path.is_dir() else path, args.stochastic)
-        bspec = env.spec.behavior(behavior)
-        if tuple(player.policy.spec.obs_shape) != tuple(bspec.obs_shape) or player.policy.spec.n_agents != bspec.n_agents:
-            raise EvaluationError(f"{path}: policy for {player.policy.spec.n_agents} agents with observations "
-                                  f"{player.policy.spec.obs_shape} does not fit '{env_id}' behavior '{behavior}'")
+
+        def make_env(copy: int) -> ArrayEnv:
+            return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"))
+
+        probe = make_env(0)
+        names = probe.spec.names
+        probe.close()
+        behavior = args.behavior or names[0]
+        if args.behavior is None and len(names) > 1:
+            raise EvaluationError(f"env '{env_id}' has behaviors {names}; pick one with --behavior")
+        try:
+            policy = load_policy(path, behavior if path.is_dir() else None)
+        except CheckpointError as exc:
+            raise EvaluationError(str(exc)) from None
         for i, name in enumerate(args.opponent):
-            opp = make_opponent(name, args.seed + 1000 * (i + 1), args.stochastic)
-            rep = play_games(env, behavior, player, opp, args.games, args.seat, args.seed)
+            opp = make_opponent(name, args.seed + 1000 * (i + 1))
+            rep = play_games(make_env, behavior, policy, opp, args.games, args.seat, args.seed,
+                             stochastic=args.stochastic, opponent_name=name)
             if args.json:
                 print(json.dumps({"policy": str(path), **rep.as_dict()}), flush=True)
             else:
                 print("\n".join(format_report(path.name, rep)), flush=True)
-    except (EvaluationError, EnvError, CheckpointError, KeyError) as exc:
+    except (EvaluationError, EnvError, CheckpointError, PolicyError) as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc}; run with --debug for the traceback", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,114 +1,95 @@
-"""Trained policies as plain callables, loaded from a checkpoint (``.pt``) or an ONNX export.
+"""Load a trained policy from a file: a checkpoint (``.pt``), an ONNX brain, a run folder, or a bot spec.
 
-This is how evaluation, the league and self-play opponents use a policy: never as a live
-trainer object, always through a file (DESIGN.md §2).
-
-A :class:`Policy` acts for a batch of agents of one behavior::
-
-    d, c, h = policy.act(obs, agent_index, mask=None, hidden=None, deterministic=True)
-
-* ``obs`` float32 ``[B, *obs_shape]``; ``agent_index`` int64 ``[B]`` (slot within the behavior);
-  ``mask`` float32 ``[B, sum(branches)]`` (1 = allowed) or None;
-* ``hidden``: recurrent state returned by the previous call for the same agents (None = start
-  of an episode; pass it back unchanged, zero rows where an episode restarts via
-  :meth:`Policy.reset_hidden`);
-* returns ``d`` int64 ``[B, n_branches]`` or None, ``c`` float32 ``[B, n_cont]`` in ``[-1, 1]``
-  (ML-Agents' ``clamp(a, -3, 3) / 3``) or None, and the new ``hidden`` (None if stateless).
-
-Loaders are registered per ``trainer_type`` in :data:`LOADERS`.
+This is how evaluation, the league and self-play opponents get a policy: never as a live trainer
+object, always through a file (or a bot). The result implements :class:`marl.policy.Policy`.
+Checkpoints are handed to the ``policy_loader`` of their ``trainer_type``'s registry entry
+(:mod:`marl.algos.registry`); ONNX files to :class:`marl.export.onnx_policy.OnnxPolicy`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-import torch
+from marl.checkpoint import CheckpointError, load_checkpoint
+from marl.policy import Policy, PolicyError, is_bot, make_bot
 
-from envs.spec import BehaviorSpec
-from marl.checkpoint import CheckpointError, load_checkpoint, spec_from_dict
-from marl.config import NetworkSettings
+__all__ = ["Policy", "load_policy", "resolve_policy_path", "make_policy"]
 
 
-class Policy:
-    """Base class: see the module docstring for the ``act`` contract."""
+def resolve_policy_path(path: str | Path, behavior: str | None = None) -> Path:
+    """The policy file a path names: a file as is; a run folder ``results/<run-id>`` gives
+    ``<run>/<behavior>/checkpoint.pt`` (``behavior`` optional when the run has one).
 
-    spec: BehaviorSpec
-    path: Path
-
-    def act(self, obs: np.ndarray, agent_index: np.ndarray, mask: np.ndarray | None = None, hidden=None,
-            deterministic: bool = True):
-        raise NotImplementedError
-
-    def reset_hidden(self, hidden, rows: np.ndarray):
-        """Zero the recurrent state of ``rows`` (bool ``[B]``); stateless policies return ``hidden``."""
-        return hidden
-
-
-class TorchActorPolicy(Policy):
-    """A PPO-family actor (:class:`marl.networks.Actor`) from a checkpoint."""
-
-    def __init__(self, ck: dict, path: Path):
-        from marl.networks import Actor
-
-        self.path, self.spec = path, spec_from_dict(ck["behavior_spec"])
-        state = ck["trainer"]["actor"]
-        # checkpoints from before the visual encoders have no "encoder.*" weights: flat MLP, as trained
-        shape = self.spec.obs_shape if any(k.startswith("encoder.") for k in state) else None
-        self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action,
-                           NetworkSettings.model_validate(ck["network_settings"]), shape)
-        self.actor.load_state_dict(state)
-        self.actor.eval()
-
-    @torch.inference_mode()
-    def act(self, obs, agent_index, mask=None, hidden=None, deterministic=True):
-        o = torch.as_tensor(np.asarray(obs, np.float32)).reshape(len(agent_index), -1)
-        ids = torch.nn.functional.one_hot(torch.as_tensor(agent_index, dtype=torch.int64), self.spec.n_agents).float()
-        m = None if mask is None else torch.as_tensor(np.asarray(mask, np.float32))
-        d, c, _ = self.actor.act(o, ids, m, deterministic=deterministic)
-        return (None if d is None else d.numpy(), None if c is None else (torch.clamp(c, -3, 3) / 3).numpy(), None)
+    Raises:
+        CheckpointError: nothing there, or the behavior is ambiguous or missing.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        if not p.exists():
+            raise CheckpointError(f"{p}: no such policy file or run folder")
+        return p
+    found = sorted(d.name for d in p.iterdir() if (d / "checkpoint.pt").is_file())
+    if behavior is None:
+        if len(found) != 1:
+            raise CheckpointError(f"{p}: name a behavior (found: {', '.join(found) or 'none'})")
+        behavior = found[0]
+    if behavior not in found:
+        raise CheckpointError(f"{p}: no checkpoint for behavior '{behavior}' (found: {', '.join(found) or 'none'})")
+    return p / behavior / "checkpoint.pt"
 
 
-def _q_policy(ck: dict, path: Path) -> Policy:
-    """QMIX/VDN checkpoints: a greedy policy on the GRU agent Q-network (:class:`marl.algos.qmix.QPolicy`)."""
-    from marl.algos.qmix import QPolicy
-
-    return QPolicy(ck, path)
-
-
-LOADERS: dict[str, Callable[[dict, Path], Policy]] = {"mappo": TorchActorPolicy, "ippo": TorchActorPolicy,
-                                                      "qmix": _q_policy, "vdn": _q_policy}
-
-
-def load_policy(path: str | Path, behavior: str | None = None) -> Policy:
+def load_policy(path: str | Path, behavior: str | None = None, weights_only: bool = False) -> Policy:
     """Load a policy from ``<Behavior>-<step>.pt`` / ``checkpoint.pt``, an ``.onnx`` file, or a run folder.
 
     Args:
-        path: a checkpoint, an ONNX file, or ``results/<run-id>`` (then ``behavior`` picks
-            ``<run>/<behavior>/checkpoint.pt``; optional when the run has one behavior).
+        path: a checkpoint, an ONNX file, or ``results/<run-id>`` (see :func:`resolve_policy_path`).
         behavior: behavior name when ``path`` is a run folder.
+        weights_only: load the ``.pt`` with ``torch.load(weights_only=True)`` (files from elsewhere: a
+            pickle can run code).
 
     Raises:
-        CheckpointError: missing/corrupt file, unknown trainer type, ambiguous behavior.
+        CheckpointError: missing/corrupt file, unknown trainer type, ambiguous behavior, or a checkpoint
+            its trainer's loader cannot read.
     """
-    p = Path(path)
-    if p.is_dir():
-        found = sorted(d.name for d in p.iterdir() if (d / "checkpoint.pt").is_file())
-        if behavior is None:
-            if len(found) != 1:
-                raise CheckpointError(f"{p}: name a behavior (found: {', '.join(found) or 'none'})")
-            behavior = found[0]
-        if behavior not in found:
-            raise CheckpointError(f"{p}: no checkpoint for behavior '{behavior}' (found: {', '.join(found) or 'none'})")
-        p = p / behavior / "checkpoint.pt"
+    p = resolve_policy_path(path, behavior)
     if p.suffix == ".onnx":
-        try:
-            from marl.export.onnx_policy import OnnxPolicy
-        except ImportError:
-            raise CheckpointError(f"{p}: ONNX policies need marl.export (not available)") from None
+        from marl.export.onnx_policy import OnnxPolicy
+
         return OnnxPolicy(p)
-    ck = load_checkpoint(p)
-    loader = LOADERS.get(ck.get("trainer_type"))
-    if loader is None:
-        raise CheckpointError(f"{p}: no policy loader for trainer_type '{ck.get('trainer_type')}'")
-    return loader(ck, p)
+    ck = load_checkpoint(p, weights_only=weights_only)
+    from marl.algos import registry
+
+    try:
+        entry = registry.get(str(ck.get("trainer_type")))
+    except registry.UnknownAlgorithm:
+        raise CheckpointError(f"{p}: no policy loader for trainer_type '{ck.get('trainer_type')}'") from None
+    try:
+        return entry.load("policy_loader")(ck, p)
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{p}: not a usable {entry.name} checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def make_policy(spec: str, seed: int = 0, behavior: str | None = None, weights_only: bool = False) -> Policy:
+    """A policy from a command-line or league spec: a bot (``random``, ``mcts:N``, ``bot:random``,
+    ``bot:mcts?simulations=N``) or a policy path (see :func:`load_policy`).
+
+    Raises:
+        PolicyError: bad bot spec. CheckpointError: bad file.
+    """
+    if is_bot(spec):
+        return make_bot(spec, seed)
+    if not Path(spec).exists():
+        raise PolicyError(f"'{spec}': not a bot (random, mcts:N, bot:random, bot:mcts?simulations=N) and no such "
+                          "policy file or run folder")
+    return load_policy(spec, behavior, weights_only=weights_only)
+
+
+def __getattr__(name: str):
+    """Old import paths: ``TorchActorPolicy`` now lives with its algorithm (:mod:`marl.algos.mappo`)."""
+    if name == "TorchActorPolicy":
+        from marl.algos.mappo import TorchActorPolicy
+
+        return TorchActorPolicy
+    raise AttributeError(name)

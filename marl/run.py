@@ -140,13 +140,13 @@ def _exporter(console=None):
     """The ONNX exporter (``marl.export``) wrapped so that a failed export warns instead of
     stopping training (the ``.pt`` checkpoint is always written first); None when unavailable."""
     try:
-        from marl.export import ExportError, export_checkpoint
+        from marl.export import ExportError, export_all_slots
     except ImportError:
         return None
 
-    def export(payload: dict, path) -> None:
+    def export(payload: dict, path) -> list:
         try:
-            export_checkpoint(payload, path)
+            return export_all_slots(payload, path)
         except ExportError as exc:
             msg = f"[WARNING] ONNX export to {path} skipped: {exc}"
             if console is not None:
@@ -155,6 +155,7 @@ def _exporter(console=None):
                 import warnings
 
                 warnings.warn(msg)
+            return []
 
     return export
 
@@ -207,8 +208,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
             state = load_checkpoint(m.latest)
             trainer.load_state_dict(b, state["trainer"])
             step = max(step, int(state["step"]))
-            if hasattr(trainer, "load_extra"):
-                trainer.load_extra(b, state.get("extra", {}))
+            trainer.load_extra(b, state.get("extra", {}))
     elif ck.initialize_from:
         src = Path(ck.results_dir) / ck.initialize_from
         for b in spec.names:
@@ -218,7 +218,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
             except (RuntimeError, KeyError) as exc:
                 raise CheckpointError(f"--initialize-from {ck.initialize_from}: behavior '{b}' does not match the "
                                       f"networks of this run ({str(exc).splitlines()[0]})") from None
-    atomic_write_text(run_dir / "configuration.yaml", cfg.to_yaml())
+    atomic_write_text(run_dir / "configuration.yaml", cfg.resolved_for(spec.names).to_yaml())
     max_steps = max(cfg.behavior_settings(b).max_steps for b in spec.names)
     interval = {b: cfg.behavior_settings(b).checkpoint_interval for b in spec.names}
     next_ckpt = {b: (step // interval[b] + 1) * interval[b] for b in spec.names}
@@ -238,7 +238,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         raise
 
     def extra(b: str) -> dict:
-        return trainer.extra_state(b) if hasattr(trainer, "extra_state") else {}
+        return trainer.extra_state(b)
 
     def save(snapshot: bool, final: bool = False) -> None:
         for b, m in managers.items():
@@ -270,8 +270,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                         reporter.add_scalars(b, scalars)
                 for b, scalars in logs.items():
                     reporter.add_scalars(b, scalars)
-                if hasattr(trainer, "timing"):
-                    t_env, t_update = trainer.timing
+                t_env, t_update = trainer.timing
                 reporter.maybe_summarize(step)
                 if any(step >= next_ckpt[b] for b in spec.names) and step < max_steps:
                     save(snapshot=True)

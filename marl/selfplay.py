@@ -56,18 +56,18 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from envs.spec import BehaviorSpec, EnvSpec
+from marl.algos.base import Trainer
 from marl.checkpoint import FORMAT, CheckpointError, load_checkpoint, spec_to_dict
 from marl.config import ConfigError, SelfPlaySettings
 from marl.io import atomic_torch_save
-
-if TYPE_CHECKING:  # pragma: no cover
-    from marl.algos.mappo import PPOLearner, PPOTrainer
+from marl.pfsp import pfsp_weights
+from marl.policy import Policy, RandomPolicy
 
 ELO_TAG = "Self-play/ELO"
 PFSP_ANCHORS = 3  # league PFSP: the learner's win rate is pooled over its last 3 registered snapshots
@@ -133,7 +133,8 @@ class Snapshot:
     """A frozen copy of the learning actor.
 
     Attributes:
-        actor: ``state_dict`` of the :class:`marl.networks.Actor` (CPU tensors).
+        actor: the policy state the behavior's loader reads (the checkpoint's ``trainer`` part of a
+            snapshot file, e.g. ``{"actor": state_dict}``; CPU tensors).
         elo: rating (the learner's when taken; lowered/raised by games played as opponent).
         step: env step at which it was taken.
         path: the snapshot file (None when files are off).
@@ -151,30 +152,36 @@ class BehaviorGhost:
     """Self-play state of one behavior (ML-Agents' ``GhostTrainer`` for that behavior).
 
     Args:
-        learner: the behavior's :class:`marl.algos.mappo.PPOLearner` (its ``learning`` mask is set here).
+        trainer: the wrapped trainer (it acts and learns; see :meth:`marl.algos.base.Trainer.set_opponents`).
+        spec: the behavior.
         settings: the ``self_play`` block.
+        trainer_type: the behavior's ``trainer_type`` (its registry entry loads snapshot policies).
+        network_settings: recorded in snapshot files.
         turn_based: the env is an AEC game.
         env_id: recorded in snapshot files.
         state_shape: global state shape (recorded in snapshot files).
         snapshot_dir: folder for snapshot files (None = memory only).
         seed: seed of the opponent sampler.
-        link: a :class:`league.training.LeagueLink` (the run's ``league:`` block) or None.
+        link: a :class:`SnapshotSink` (the run's ``league:`` block) or None.
 
     Raises:
         ConfigError: see :func:`team_slots`.
     """
 
-    def __init__(self, learner: "PPOLearner", settings: SelfPlaySettings, turn_based: bool, env_id: str,
-                 state_shape: tuple[int, ...], snapshot_dir: Path | None, seed: int | None = None, link=None):
-        self.L, self.s = learner, settings
-        self.spec = learner.spec
+    def __init__(self, trainer, spec: BehaviorSpec, settings: SelfPlaySettings, trainer_type: str,
+                 network_settings: dict, turn_based: bool, env_id: str, state_shape: tuple[int, ...],
+                 snapshot_dir: Path | None, seed: int | None = None, link: "SnapshotSink | None" = None):
+        from marl.algos import registry
+
+        self.trainer, self.s, self.spec = trainer, settings, spec
+        self.trainer_type, self.network_settings = trainer_type, network_settings
+        self._loader = registry.get(trainer_type).load("policy_loader")
         self.teams = team_slots(self.spec, turn_based)
         self.turn_based, self.env_id, self.state_shape = turn_based, env_id, tuple(state_shape)
         self.snapshot_dir = snapshot_dir
         self.rng = np.random.default_rng(seed)
-        self.opponent_actor = copy.deepcopy(learner.actor).eval()
-        for p in self.opponent_actor.parameters():
-            p.requires_grad_(False)
+        self.opponent_policy: Policy | None = None
+        self.random_policy = RandomPolicy(spec, 0 if seed is None else seed)
         self.snapshots: deque[Snapshot] = deque()
         self.elo = float(settings.initial_elo)
         self.opponent: Snapshot | None = None  # the snapshot being played (a window entry or the "latest" copy)
@@ -198,10 +205,29 @@ class BehaviorGhost:
         mask[self.teams[self.learning_team]] = True
         self.learning_slots = mask
         self.opponent_slots = np.flatnonzero(~mask)
-        self.L.learning[...] = mask[None, :]
+        self._install_opponent()
+
+    def _install_opponent(self) -> None:
+        """Tell the wrapped trainer which slots the opponent plays, and with which policy."""
+        policy = self.random_policy if self.opponent_is_random else self.opponent_policy
+        self.trainer.set_opponents(self.spec.name, ~self.learning_slots, policy)
 
     def _actor_state(self) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in self.L.actor.state_dict().items()}
+        """A CPU copy of what the behavior's policy loader needs (:meth:`marl.algos.base.Trainer.policy_state`,
+        e.g. ``{"actor": state_dict}`` for PPO)."""
+        def cpu(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach().cpu().clone()
+            if isinstance(x, dict):
+                return {k: cpu(v) for k, v in x.items()}
+            return copy.deepcopy(x)
+
+        return cpu(self.trainer.policy_state(self.spec.name))
+
+    @property
+    def opponent_actor(self):
+        """The opponent policy's torch network (PPO-family opponents; tests poke it)."""
+        return getattr(self.opponent_policy, "actor", None)
 
     def save_snapshot(self, step: int) -> Snapshot:
         """Copy the learning actor into the window (dropping the oldest beyond ``window``)."""
@@ -221,12 +247,15 @@ class BehaviorGhost:
         return snap
 
     def _payload(self, snap: Snapshot) -> dict:
-        """A checkpoint-format dict (``marl.checkpoint``) holding only the actor."""
-        return {"format": FORMAT, "behavior": self.spec.name, "trainer_type": self.L.settings.trainer_type,
+        """A checkpoint-format dict (``marl.checkpoint``) holding only what the policy loader needs."""
+        return {"format": FORMAT, "behavior": self.spec.name, "trainer_type": self.trainer_type,
                 "step": snap.step, "env_id": self.env_id, "behavior_spec": spec_to_dict(self.spec),
-                "state_shape": list(self.state_shape),
-                "network_settings": self.L.settings.network_settings.model_dump(),
-                "trainer": {"actor": snap.actor}, "extra": {"elo": snap.elo, "selfplay_snapshot": True}}
+                "state_shape": list(self.state_shape), "network_settings": self.network_settings,
+                "trainer": snap.actor, "extra": {"elo": snap.elo, "selfplay_snapshot": True}}
+
+    def _policy_of(self, snap: Snapshot) -> Policy:
+        """The opponent :class:`marl.policy.Policy` of a snapshot (the algorithm's own loader)."""
+        return self._loader(self._payload(snap), snap.path or Path(f"<{self.spec.name} snapshot {snap.step}>"))
 
     # ---------------------------------------------------------------------------- league link
     def _register(self, snap: Snapshot) -> None:
@@ -265,8 +294,6 @@ class BehaviorGhost:
         """A window snapshot: uniform, or with ``league.pfsp_from_league`` PFSP over the whole window
         (Vinyals et al. 2019) from the league's win rates (0.5 for snapshots not registered or not played)."""
         if self.pfsp:
-            from league.matchmaking import pfsp_weights
-
             self.refresh_win_rates()
             x = np.array([self._win_rates.get(s.player, 0.5) for s in self.snapshots], np.float64)
             p = pfsp_weights(x, self.link.settings.pfsp_weighting, self.link.settings.pfsp_p)
@@ -282,6 +309,7 @@ class BehaviorGhost:
         if self.opponent_is_random:  # our addition: a uniform-random player, fixed at initial_elo
             self.opponent = Snapshot({}, float(self.s.initial_elo), int(step))
             self.opponent_is_latest = False
+            self._install_opponent()
             return
         if self.rng.uniform() < self.s.play_against_latest_model_ratio or not self.snapshots:
             self.opponent = Snapshot(self._actor_state(), self.elo, int(step))
@@ -289,7 +317,8 @@ class BehaviorGhost:
         else:
             self.opponent = self._window_pick()
             self.opponent_is_latest = False
-        self.opponent_actor.load_state_dict(self.opponent.actor)
+        self.opponent_policy = self._policy_of(self.opponent)
+        self._install_opponent()
 
     def change_team(self, step: int) -> None:
         """Make the next team the learning team (round robin) and draw a new opponent."""
@@ -309,47 +338,6 @@ class BehaviorGhost:
             self.swap(step)
         elif step - self.last_team_change >= self.s.team_change:
             self.change_team(step)
-
-    @torch.inference_mode()
-    def act_opponents(self, arrays: dict[str, np.ndarray]) -> None:
-        """Overwrite the actions of the opponent slots that must act with the opponent's (sampled) actions."""
-        name = self.spec.name
-        active = arrays[f"{name}/active"][:, self.opponent_slots]  # [E, n_opp]
-        if not active.any():
-            return
-        e, j = np.nonzero(active)
-        slots = self.opponent_slots[j]
-        obs = torch.from_numpy(arrays[f"{name}/obs"][e, slots]).reshape(len(e), -1)
-        ids = torch.nn.functional.one_hot(torch.from_numpy(slots), self.spec.n_agents).float()
-        mask_np = arrays.get(f"{name}/mask")
-        mask = None if mask_np is None else torch.from_numpy(mask_np[e, slots])
-        if self.opponent_is_random:
-            d, c = self._random_actions(len(e), mask)
-        else:
-            d, c, _ = self.opponent_actor.act(obs, ids, mask)
-        if d is not None:
-            arrays[f"{name}/act_d"][e, slots] = d.numpy()
-        if c is not None:
-            arrays[f"{name}/act_c"][e, slots] = np.clip(c.numpy(), -3.0, 3.0) / 3.0
-
-    def _random_actions(self, n: int, mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Uniform-random actions for ``n`` slots: each discrete branch uniform over its allowed
-        actions (``mask`` float32 ``[n, sum(branches)]``, 1 = allowed), continuous uniform in [-3, 3]
-        (the env layer maps it to [-1, 1])."""
-        act = self.spec.action
-        d = c = None
-        if act.discrete_branches:
-            m = torch.ones(n, sum(act.discrete_branches)) if mask is None else mask.clone()
-            picks, start = [], 0
-            for size in act.discrete_branches:
-                w = m[:, start:start + size]
-                w[w.sum(1) == 0] = 1.0  # a branch with nothing allowed: uniform over all (the env decides)
-                picks.append(torch.multinomial(w, 1).squeeze(-1))
-                start += size
-            d = torch.stack(picks, -1)
-        if act.continuous_size:
-            c = torch.rand(n, act.continuous_size) * 6.0 - 3.0
-        return d, c
 
     def episode_result(self, arrays: dict[str, np.ndarray], e: int, returns: np.ndarray) -> float:
         """Score ``S`` of the learning team in the episode copy ``e`` just finished (see the module docstring)."""
@@ -423,7 +411,7 @@ class BehaviorGhost:
             if not entry.get("path"):
                 continue
             try:
-                actor = load_checkpoint(entry["path"])["trainer"]["actor"]
+                actor = load_checkpoint(entry["path"])["trainer"]
             except (CheckpointError, KeyError) as exc:
                 warnings.warn(f"self-play: snapshot {entry['path']} not restored ({exc})", stacklevel=2)
                 continue
@@ -435,86 +423,159 @@ class BehaviorGhost:
             self.swap(self.last_swap)
 
 
-def open_league_link(cfg):
-    """The run's :class:`league.training.LeagueLink` from its ``league:`` block.
+# ------------------------------------------------------------------------------------------ snapshot sinks
+class SnapshotSink(Protocol):
+    """Where a self-play run registers its snapshots and reads win rates from (a league implements it).
+
+    ``marl`` defines this interface and never imports a league: a sink is found through the
+    ``marl.snapshot_sinks`` entry-point group (the league package declares ``league =
+    league.training:open_sink`` in its ``pyproject.toml``) or registered at run time with
+    :func:`register_snapshot_sink`. A factory is called with the run config and returns a sink.
+
+    Attributes:
+        settings: the run's ``league:`` block (:class:`marl.config.LeagueSettings`).
+    """
+
+    settings: Any
+
+    def register_snapshot(self, path: str, behavior: str, step: int) -> str | None:
+        """Register the snapshot file; returns its player name (None if not registered)."""
+
+    def continue_lineage(self, behavior: str, player: str) -> None:
+        """After ``--resume``: the next snapshot's parent is ``player``."""
+
+    def win_rates(self, anchors: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """float ``[len(candidates)]``: P[anchors beat candidate] pooled over the anchors (0.5 when unplayed)."""
+
+
+_SINK_FACTORIES: dict[str, Callable[[Any], SnapshotSink]] = {}
+
+
+def register_snapshot_sink(name: str, factory: Callable[[Any], SnapshotSink]) -> None:
+    """Register a sink factory ``factory(cfg) -> SnapshotSink`` under ``name`` (overrides an entry point)."""
+    _SINK_FACTORIES[name] = factory
+
+
+def open_snapshot_sink(cfg) -> SnapshotSink:
+    """The sink for the run's ``league:`` block: a registered factory, else the ``marl.snapshot_sinks``
+    entry point (the league's).
 
     Raises:
-        ConfigError: the league config is missing or invalid, or its env is not the run's env.
+        ConfigError: no sink is installed, or it cannot open the league.
     """
-    from league.errors import LeagueError
-    from league.training import LeagueLink
+    factories = dict(_SINK_FACTORIES)
+    if not factories:
+        from importlib.metadata import entry_points
 
-    block = cfg.league
-    try:
-        link = LeagueLink(block, cfg.checkpoint_settings.run_id, base_dir=".")
-    except (LeagueError, OSError, ValueError) as exc:
-        raise ConfigError(f"league.config: cannot open league '{block.config}': {exc}") from None
-    env = cfg.env_settings.env_path
-    if env is not None and link.league.config.env.id != env:
-        raise ConfigError(f"league.config: league '{block.config}' plays '{link.league.config.env.id}', "
-                          f"this run trains on '{env}'")
-    return link
+        for ep in entry_points(group="marl.snapshot_sinks"):
+            try:
+                factories[ep.name] = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is a config problem for the user
+                raise ConfigError(f"league: the snapshot sink '{ep.name}' ({ep.value}) cannot be loaded: {exc}") from None
+    if not factories:
+        raise ConfigError("league: no league is installed to register snapshots into (the 'marl.snapshot_sinks' "
+                          "entry point is missing; reinstall the project with: .venv/bin/pip install -e .)")
+    name = "league" if "league" in factories else sorted(factories)[0]
+    return factories[name](cfg)
 
 
-class SelfPlayController:
-    """The trainer's self-play hooks: one :class:`BehaviorGhost` per behavior with ``self_play``.
+# ------------------------------------------------------------------------------------------ the wrapper
+class GhostTrainer(Trainer):
+    """Self-play around any trainer whose registry entry supports it (ML-Agents' ``GhostTrainer``).
 
-    :class:`marl.algos.mappo.PPOTrainer` calls :meth:`begin_rollout` before collecting,
-    :meth:`act_opponents` after its own forward each env step, :meth:`after_step` after each
-    vector step, and :meth:`end_rollout` after the updates; ``extra_state`` / ``load_extra``
-    carry the state through checkpoints.
+    It owns one :class:`BehaviorGhost` per behavior with a ``self_play`` block; the wrapped trainer
+    acts for every slot, except that the opponent slots act with the ghost's opponent
+    :class:`marl.policy.Policy` (:meth:`marl.algos.base.Trainer.set_opponents`), inside the same
+    batched rollout, and only the learning team's experience is trained on. Per rollout:
+    :meth:`BehaviorGhost.begin_rollout` (first snapshot, team change), after every vector step
+    :meth:`BehaviorGhost.after_step` (Elo, swaps), after the update :meth:`BehaviorGhost.end_rollout`
+    (snapshots, ``Self-play/ELO``). Everything else is delegated to the wrapped trainer.
+
+    Args:
+        trainer: the wrapped trainer.
+        ghosts: behavior -> its ghost.
     """
 
-    def __init__(self, ghosts: dict[str, BehaviorGhost]):
-        self.ghosts = ghosts
+    def __init__(self, trainer: Trainer, ghosts: dict[str, BehaviorGhost]):
+        self.inner, self.ghosts = trainer, ghosts
+        self.spec = trainer.spec
 
-    @classmethod
-    def for_trainer(cls, trainer: "PPOTrainer") -> "SelfPlayController | None":
-        """Build the controller for the behaviors of ``trainer`` that have ``self_play`` (None if none do).
+    @property
+    def selfplay(self) -> "GhostTrainer":
+        """This wrapper (its ``ghosts``): the old attribute path ``trainer.selfplay.ghosts``."""
+        return self
 
-        Raises:
-            ConfigError: a self-play behavior without an opponent team (:func:`team_slots`).
-        """
-        spec: EnvSpec = trainer.spec
-        ck = trainer.cfg.checkpoint_settings
-        seed = trainer.cfg.env_settings.seed
-        ghosts = {}
-        link = None
-        for name, L in trainer.learners.items():
-            sp = L.settings.self_play
-            if sp is None:
-                continue
-            if link is None and trainer.cfg.league is not None:
-                link = open_league_link(trainer.cfg)
-            folder = Path(ck.results_dir) / ck.run_id / name / "snapshots"
-            sub_seed = None if seed < 0 else seed * 7919 + len(ghosts)
-            ghosts[name] = BehaviorGhost(L, sp, spec.turn_based, spec.env_id, spec.state_shape, folder, sub_seed,
-                                         link=link)
-        return cls(ghosts) if ghosts else None
+    def __getattr__(self, name: str):
+        if name in ("inner", "ghosts"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def timing(self) -> tuple[float, float]:
+        return self.inner.timing
 
     def begin_rollout(self, step: int) -> None:
         for g in self.ghosts.values():
             g.begin_rollout(step)
 
-    def act_opponents(self, behavior: str, arrays: dict[str, np.ndarray]) -> None:
-        g = self.ghosts.get(behavior)
-        if g is not None:
-            g.act_opponents(arrays)
+    def collect_and_train(self, venv, step: int, on_episode=None) -> tuple[int, dict[str, dict[str, float]]]:
+        self.begin_rollout(step)
 
-    def after_step(self, arrays: dict[str, np.ndarray], finished: list, step: int) -> None:
-        for g in self.ghosts.values():
-            g.after_step(arrays, finished, step)
+        def on_step(arrays, finished, env_step):
+            for g in self.ghosts.values():
+                g.after_step(arrays, finished, env_step)
 
-    def end_rollout(self, step: int) -> dict[str, dict[str, float]]:
-        return {name: g.end_rollout(step) for name, g in self.ghosts.items()}
+        steps, logs = self.inner.collect_and_train(venv, step, on_episode, on_step=on_step)
+        for name, g in self.ghosts.items():
+            logs.setdefault(name, {}).update(g.end_rollout(step + steps))
+        return steps, logs
+
+    def state_dict(self, behavior: str) -> dict:
+        return self.inner.state_dict(behavior)
+
+    def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
+        self.inner.load_state_dict(behavior, state, weights_only)
 
     def extra_state(self, behavior: str) -> dict:
-        """``{"elo": float, "selfplay": {...}}`` for a self-play behavior, else ``{}``."""
+        """``{"elo": float, "selfplay": {...}}`` for a self-play behavior, else the wrapped trainer's."""
         g = self.ghosts.get(behavior)
-        return {} if g is None else {"elo": g.elo, "selfplay": g.state()}
+        return self.inner.extra_state(behavior) if g is None else {"elo": g.elo, "selfplay": g.state()}
 
     def load_extra(self, behavior: str, extra: dict) -> None:
         g = self.ghosts.get(behavior)
-        if g is not None and extra:
+        if g is None:
+            self.inner.load_extra(behavior, extra)
+        elif extra:
             g.load(extra.get("selfplay") or {"elo": extra.get("elo", g.elo)})
 
+    def actor(self, behavior: str):
+        return self.inner.actor(behavior)
+
+
+def wrap_self_play(trainer: Trainer, spec: EnvSpec, cfg) -> Trainer:
+    """``trainer`` wrapped in :class:`GhostTrainer` when a behavior has ``self_play``; else ``trainer``.
+
+    Raises:
+        ConfigError: self-play for a trainer type whose registry entry does not support it, or a
+            self-play behavior without an opponent team (:func:`team_slots`).
+    """
+    from marl.algos import registry
+
+    ck = cfg.checkpoint_settings
+    seed = cfg.env_settings.seed
+    ghosts: dict[str, BehaviorGhost] = {}
+    link = None
+    for b in spec.behaviors:
+        s = cfg.behavior_settings(b.name)
+        if s.self_play is None:
+            continue
+        if not registry.get(s.trainer_type).self_play:
+            raise ConfigError(f"behaviors.{b.name}.self_play: trainer_type {s.trainer_type} does not support self-play "
+                              f"(use one of: {', '.join(n for n, a in registry.ALGORITHMS.items() if a.self_play)})")
+        if link is None and cfg.league is not None:
+            link = open_snapshot_sink(cfg)
+        folder = Path(ck.results_dir) / ck.run_id / b.name / "snapshots"
+        sub_seed = None if seed < 0 else seed * 7919 + len(ghosts)
+        ghosts[b.name] = BehaviorGhost(trainer, b, s.self_play, s.trainer_type, s.network_settings.model_dump(),
+                                       spec.turn_based, spec.env_id, spec.state_shape, folder, sub_seed, link=link)
+    return GhostTrainer(trainer, ghosts) if ghosts else trainer

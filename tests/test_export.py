@@ -12,7 +12,8 @@ from torch import nn
 
 from envs.spec import ActionSpec, BehaviorSpec
 from marl.checkpoint import FORMAT, CheckpointManager, TrainingStatus, spec_to_dict
-from marl.export import EXPORTERS, ExportError, ExportPlan, export_bytes, export_checkpoint, register_exporter
+from marl.algos import registry
+from marl.export import ExportError, ExportPlan, export_bytes, export_checkpoint
 from marl.export.onnx_export import random_masks
 from marl.inference import Policy, TorchActorPolicy, load_policy
 from test_export_helpers import continuous, hybrid, make_actor_payload, one_torch_thread  # noqa: F401 (autouse)
@@ -264,17 +265,18 @@ def gru_trainer():
         for p in agent.parameters():
             p.mul_(3.0)
 
-    @register_exporter("test_gru")
     def export_gru(payload, slot):
         a = TinyGRUAgent(6, 2, 4)
         a.load_state_dict(payload["trainer"]["agent"])
         return ExportPlan(core=GreedyGRUCore(a, slot), spec=spec, reference=GreedyGRUPolicy(a, spec),
                           memory_size=8, stochastic=False)
 
+    registry.register(registry.Algorithm("test_gru", hyperparameters=None, trainer=None, policy_loader=None,
+                                         exporter=export_gru))
     payload = {"format": FORMAT, "behavior": "agent", "trainer_type": "test_gru", "step": 10, "env_id": "test",
                "behavior_spec": spec_to_dict(spec), "trainer": {"agent": agent.state_dict()}}
     yield payload, agent, spec
-    EXPORTERS.pop("test_gru", None)
+    registry.unregister("test_gru")
 
 
 def test_recurrent_graph_contract_and_greedy_q_equivalence(gru_trainer):

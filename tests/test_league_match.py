@@ -84,8 +84,8 @@ def test_mcts_beats_random_and_more_simulations_beat_fewer():
     assert score("bot:mcts?simulations=200", "bot:mcts?simulations=5") >= 4 / 6
 
 
-@pytest.mark.parametrize("env_id,length", [("mpe2.simple_adversary_v3", 15),  # AEC: 3 agents x 5 cycles
-                                            ("mpe2.simple_adversary_v3:parallel_env", 5)])  # ParallelEnv steps
+@pytest.mark.parametrize("env_id,length", [("mpe2.simple_adversary_v3:env", 15),  # AEC: 3 agents x 5 cycles
+                                            ("mpe2.simple_adversary_v3", 5)])  # as training builds it: ParallelEnv steps
 def test_seats_by_behavior_in_aec_and_parallel_envs(env_id, length):
     seats = (PlayerSpec("adv", "bot:random"), PlayerSpec("good", "bot:random"))
     res = play_match(MatchTask("p", env_id, 0, seats, env_kwargs={"max_cycles": 5}))
@@ -106,9 +106,9 @@ def test_assign_seats_rules():
 
 def test_incompatible_onnx_and_bot_errors(tmp_path):
     small = export_column_policy(tmp_path / "small.onnx", [3], obs_shape=(2, 3))
-    with pytest.raises(IncompatibleEnvError, match=r"input obs_0 has shape \[2, 3\]"):
+    with pytest.raises(IncompatibleEnvError, match=r"policy takes observations \[2, 3\], behavior 'player' gives \[3, 6, 7\]"):
         play_match(MatchTask("i", C4, 0, (PlayerSpec("s", small), PlayerSpec("r", "bot:random"))))
-    with pytest.raises(IncompatibleEnvError, match="bot:mcts needs an OpenSpiel env"):
+    with pytest.raises(IncompatibleEnvError, match="MCTS needs an OpenSpiel env"):
         play_match(MatchTask("j", "pettingzoo.classic.tictactoe_v3", 0,
                              (PlayerSpec("m", "bot:mcts?simulations=5"), PlayerSpec("r", "bot:random"))))
     with pytest.raises(PolicyFileError, match="unknown argument"):

@@ -15,7 +15,8 @@ from envs.vector import VecEnv, default_factory
 from marl.algos import make_trainer
 from marl.checkpoint import load_checkpoint
 from marl.config import ConfigError, SelfPlaySettings
-from marl.evaluate_vs import MCTSPlayer, RandomPlayer, load_player, play_games, wilson_interval
+from marl.evaluate_vs import play_games, wilson_interval
+from marl.policy import MCTSPolicy, RandomPolicy
 from marl.inference import load_policy
 from marl.run import prepare_run_dir, train
 from marl.selfplay import elo_expected, elo_update, game_result, team_slots
@@ -158,8 +159,7 @@ def test_random_opponent_plays_uniformly_over_legal_moves(tmp_path):
         trainer.selfplay.begin_rollout(0)
         ghost = trainer.selfplay.ghosts["player"]
         assert ghost.opponent_is_random and ghost.opponent.elo == 1200.0
-        with torch.no_grad():  # a snapshot opponent would now always play the first legal square
-            ghost.opponent_actor.logits.bias[:] = torch.linspace(800, 0, 9)
+        assert ghost.opponent_actor is None  # the opponent is the uniform-random policy, not a snapshot
         arrays = venv.arrays
         opp = 1 - ghost.learning_team
         firsts, n = 0, 0
@@ -216,10 +216,12 @@ def test_short_tic_tac_toe_self_play_beats_random_and_elo_rises(tmp_path):
     run(data)
     status = json.loads((tmp_path / "sp" / "run_logs" / "training_status.json").read_text())
     assert status["player"]["elo"] > 1250.0  # the learner kept beating its older snapshots
-    env = ArrayEnv("openspiel:tic_tac_toe")
-    trained = play_games(env, "player", load_player(tmp_path / "sp"), RandomPlayer(0), 300).total.as_dict()
+    def ttt(_copy):
+        return ArrayEnv("openspiel:tic_tac_toe")
+
+    trained = play_games(ttt, "player", load_policy(tmp_path / "sp"), RandomPolicy(), 300).total.as_dict()
     # uniform random against itself over both seats: score ~0.5, ~35% losses
-    base = play_games(env, "player", RandomPlayer(1), RandomPlayer(0), 300).total.as_dict()
+    base = play_games(ttt, "player", RandomPolicy(), RandomPolicy(), 300, seed=1).total.as_dict()
     assert trained["score"] > 0.75 and trained["score"] > base["score"] + 0.2, (trained, base)
     assert trained["losses_rate"] < 0.15 and trained["losses_rate"] < 0.5 * base["losses_rate"], (trained, base)
 
@@ -284,7 +286,7 @@ def test_openspiel_observations_match_pyspiel_and_mcts_beats_random():
         np.testing.assert_array_equal(np.flatnonzero(o["player/mask"][i]), state.legal_actions(i))
         o["player/act_d"][i, 0] = rng.choice(state.legal_actions(i))
         env.step()
-    rep = play_games(env, "player", MCTSPlayer(25, seed=1), RandomPlayer(2), 20)
+    rep = play_games(lambda _c: ArrayEnv("openspiel:tic_tac_toe"), "player", MCTSPolicy(25, seed=1), RandomPolicy(), 20)
     d = rep.total.as_dict()
     assert d["losses"] <= 2 and d["wins"] >= 12, d  # MCTS-25 crushes random play
 

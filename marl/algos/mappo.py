@@ -34,11 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pathlib import Path
+
 from envs.spec import BehaviorSpec, EnvSpec
 from marl.buffers import RolloutBuffer, gae
-from marl.config import BehaviorSettings, PPOHyperparameters, RunConfig
+from marl.checkpoint import spec_from_dict
+from marl.config import BehaviorSettings, NetworkSettings, PPOHyperparameters, RunConfig
 from marl.networks import Actor, Critic
 from marl.normalization import ValueNorm
+from marl.algos.base import Trainer
+from marl.play import act_rows
+from marl.policy import Policy, scale_continuous
 
 
 def _adam(params, lr: float, eps: float) -> torch.optim.Adam:
@@ -280,7 +286,7 @@ class PPOLearner:
             self.critic_opt.load_state_dict(state["critic_opt"])
 
 
-class PPOTrainer:
+class PPOTrainer(Trainer):
     """MAPPO (``centralised=True``) or IPPO over all behaviors of an env.
 
     One call of :meth:`collect_and_train` collects at least ``buffer_size`` experiences for every
@@ -303,10 +309,8 @@ class PPOTrainer:
         for b in spec.behaviors:
             s = cfg.behavior_settings(b.name)
             self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device)
-        # --- self-play hook (marl/selfplay.py): None unless a behavior has a self_play block ---
-        from marl.selfplay import SelfPlayController
-
-        self.selfplay: SelfPlayController | None = SelfPlayController.for_trainer(self)
+        # slots that act with another policy and are not trained on (self-play opponents): behavior -> (mask, policy)
+        self.opponents: dict[str, tuple[np.ndarray, Policy]] = {}
         self.timing = (0.0, 0.0)  # seconds waiting on env steps, seconds in updates (run_logs/timers.json)
 
     # ------------------------------------------------------------------------------ rollout
@@ -327,13 +331,14 @@ class PPOTrainer:
                 row["act_d"], row["mask"] = d_np, mask_np
             if c is not None:
                 c_np = c.view(self.E, b.n_agents, -1).numpy()
-                arrays[f"{name}/act_c"][...] = np.clip(c_np, -3.0, 3.0) / 3.0  # ML-Agents' action clipping
+                arrays[f"{name}/act_c"][...] = scale_continuous(c_np)  # ML-Agents' action clipping
                 row["act_c"] = c_np
             if L.state_rows is not None:
                 L.state_rows[L.buffer.t] = arrays["state"]
-            # self-play: opponent slots act with the opponent snapshot; only learning slots are stored
-            if self.selfplay is not None:
-                self.selfplay.act_opponents(name, arrays)
+            # opponent slots (self-play) act with the opponent's policy; only learning slots are stored
+            opp = self.opponents.get(name)
+            if opp is not None and opp[1] is not None:
+                act_rows(opp[1], arrays, b, arrays[f"{name}/active"] & opp[0][None, :], deterministic=False)
             L.buffer.add_decisions(arrays[f"{name}/active"] & L.learning, **row)
 
     @torch.inference_mode()
@@ -354,13 +359,15 @@ class PPOTrainer:
                 boot = (L.gamma * L.values(fin, final_state)).view(self.E, L.spec.n_agents).numpy() * trunc
             L.buffer.end_episodes(term | trunc, boot)
 
-    def collect_and_train(self, venv, step: int, on_episode=None) -> tuple[int, dict[str, dict[str, float]]]:
+    def collect_and_train(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, dict[str, float]]]:
         """Collect one rollout from ``venv`` and update every behavior that is still training.
 
         Args:
             venv: a :class:`envs.vector.VecEnv` with ``venv.n == E``.
             step: env steps done so far (for schedules).
             on_episode: called with each ``(copy index, EpisodeStats)`` as episodes finish.
+            on_step: called as ``on_step(arrays, finished, env_step)`` after every vector step, before
+                rewards are credited (the self-play wrapper scores games and swaps opponents here).
 
         Returns:
             ``(env steps taken = T * E, {behavior: update scalars})``.
@@ -369,8 +376,6 @@ class PPOTrainer:
         for L in self.learners.values():
             L.buffer.reset()
         t, t_env = 0, 0.0
-        if self.selfplay is not None:  # self-play hook: team change / first opponent
-            self.selfplay.begin_rollout(step)
         while True:
             self._act(arrays)
             t0 = time.perf_counter()
@@ -379,8 +384,8 @@ class PPOTrainer:
             for _, stats in finished:
                 if on_episode is not None:
                     on_episode(_, stats)
-            if self.selfplay is not None:  # self-play hook: Elo of finished games, opponent swaps
-                self.selfplay.after_step(arrays, finished, step + (t + 1) * self.E)
+            if on_step is not None:
+                on_step(arrays, finished, step + (t + 1) * self.E)
             self._after_step(arrays)
             t += 1
             if all(L.buffer.count >= L.hp.buffer_size or L.buffer.t >= L.capacity for L in self.learners.values()):
@@ -396,9 +401,6 @@ class PPOTrainer:
             if step < L.settings.max_steps:
                 logs[name] = L.update(step + steps, boots[name])
         self.timing = (self.timing[0] + t_env, self.timing[1] + time.perf_counter() - t0)
-        if self.selfplay is not None:  # self-play hook: snapshots, Self-play/ELO
-            for name, scalars in self.selfplay.end_rollout(step + steps).items():
-                logs.setdefault(name, {}).update(scalars)
         return steps, logs
 
     # ------------------------------------------------------------------------------ state
@@ -408,13 +410,61 @@ class PPOTrainer:
     def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
         self.learners[behavior].load_state_dict(state, weights_only)
 
-    # --- self-play hook: Elo, snapshot window and learning team travel in the checkpoint's "extra" ---
-    def extra_state(self, behavior: str) -> dict:
-        return self.selfplay.extra_state(behavior) if self.selfplay is not None else {}
-
-    def load_extra(self, behavior: str, extra: dict) -> None:
-        if self.selfplay is not None:
-            self.selfplay.load_extra(behavior, extra)
-
     def actor(self, behavior: str) -> Actor:
         return self.learners[behavior].actor
+
+    def policy_state(self, behavior: str) -> dict:
+        """What :func:`load_policy` needs: ``{"actor": state_dict}``."""
+        return {"actor": self.learners[behavior].actor.state_dict()}
+
+    def set_opponents(self, behavior: str, slots: np.ndarray, policy: Policy | None) -> None:
+        """Slots ``slots`` (bool ``[A]``) of ``behavior`` act with ``policy`` (sampled) and are not trained on;
+        the other slots act with the learner and are (``policy=None`` with no slots: all learn)."""
+        slots = np.asarray(slots, np.bool_)
+        self.learners[behavior].learning[...] = ~slots[None, :]
+        self.opponents[behavior] = (slots, policy)
+
+
+# ------------------------------------------------------------------------------------ inference
+class TorchActorPolicy(Policy):
+    """A PPO-family actor (:class:`marl.networks.Actor`) from a checkpoint, as a :class:`marl.policy.Policy`.
+
+    ``act`` returns discrete actions int64 ``[B, n_branches]`` and continuous ones float32 ``[B, n_cont]``
+    already scaled to ``[-1, 1]`` (:func:`marl.policy.scale_continuous`), exactly what the trainer
+    writes into the env layer while collecting; stateless (``hidden`` is None).
+
+    Args:
+        ck: a checkpoint dict (``marl.checkpoint``) whose ``trainer["actor"]`` is the actor state.
+        path: where it came from (reports).
+
+    Raises:
+        KeyError / RuntimeError: the state does not match the behavior spec (the loader reports one line).
+    """
+
+    def __init__(self, ck: dict, path: Path):
+        self.path, self.spec = Path(path), spec_from_dict(ck["behavior_spec"])
+        self.name = str(path)
+        state = ck["trainer"]["actor"]
+        # checkpoints from before the visual encoders have no "encoder.*" weights: flat MLP, as trained
+        shape = self.spec.obs_shape if any(k.startswith("encoder.") for k in state) else None
+        self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action,
+                           NetworkSettings.model_validate(ck["network_settings"]), shape)
+        self.actor.load_state_dict(state)
+        self.actor.eval()
+
+    @property
+    def takes_agent_id(self) -> bool:
+        return self.actor.n_agents > 1
+
+    @torch.inference_mode()
+    def act(self, obs, agent_index, mask=None, hidden=None, deterministic=True, game_states=None):
+        o = torch.as_tensor(np.asarray(obs, np.float32)).reshape(len(agent_index), -1)
+        ids = F.one_hot(torch.as_tensor(np.asarray(agent_index), dtype=torch.int64), self.spec.n_agents).float()
+        m = None if mask is None else torch.as_tensor(np.asarray(mask, np.float32))
+        d, c, _ = self.actor.act(o, ids, m, deterministic=deterministic)
+        return (None if d is None else d.numpy(), None if c is None else scale_continuous(c).numpy(), None)
+
+
+def load_policy(ck: dict, path: Path) -> TorchActorPolicy:
+    """The registry's policy loader for ``mappo`` / ``ippo`` checkpoints."""
+    return TorchActorPolicy(ck, path)

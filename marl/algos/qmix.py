@@ -53,7 +53,8 @@ from torch import nn
 
 from envs.spec import BehaviorSpec, EnvSpec
 from marl.config import BehaviorSettings, ConfigError, QMIXHyperparameters, RunConfig
-from marl.inference import Policy
+from marl.algos.base import Trainer
+from marl.policy import Policy
 from marl.normalization import RunningMeanStd
 from marl.replay import EpisodeRecorder, EpisodeReplayBuffer
 
@@ -449,7 +450,7 @@ class QLearner:
             self.rng.bit_generator.state = state["rng"]
 
 
-class QMIXTrainer:
+class QMIXTrainer(Trainer):
     """QMIX (``trainer_type: qmix``) or VDN (``vdn``) over all behaviors of an env.
 
     One call of :meth:`collect_and_train` steps all ``E`` env copies (one batched GRU forward per
@@ -478,7 +479,7 @@ class QMIXTrainer:
                          for b in spec.behaviors}
         self.timing = (0.0, 0.0)
 
-    def collect_and_train(self, venv, step: int, on_episode=None) -> tuple[int, dict[str, dict[str, float]]]:
+    def collect_and_train(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, dict[str, float]]]:
         """Step ``venv`` and train (see the class docstring).
 
         Args:
@@ -500,6 +501,8 @@ class QMIXTrainer:
             for L in self.learners.values():
                 L.act(arrays, epsilon_at(L.hp, step + t * self.E))
             done = venv.step()
+            if on_step is not None:
+                on_step(arrays, done, step + (t + 1) * self.E)
             finished = np.zeros(self.E, np.bool_)
             for e, stats in done:
                 finished[e] = True
@@ -559,8 +562,12 @@ class QPolicy(Policy):
         self.net.eval()
         self.H, self.n_actions = a["rnn_hidden_dim"], a["n_actions"]
 
+    @property
+    def takes_agent_id(self) -> bool:
+        return bool(self.arch["obs_agent_id"]) and int(self.arch["n_agents"]) > 1
+
     @torch.inference_mode()
-    def act(self, obs, agent_index, mask=None, hidden=None, deterministic=True):
+    def act(self, obs, agent_index, mask=None, hidden=None, deterministic=True, game_states=None):
         idx = torch.as_tensor(np.asarray(agent_index), dtype=torch.int64)
         B = idx.shape[0]
         o = torch.as_tensor(np.asarray(obs, np.float32)).reshape(B, -1)
@@ -638,28 +645,22 @@ class QCore(nn.Module):
         return q, None, None, torch.cat([h_new, (self.actions == a).float()], 1)
 
 
-def _register_exporter() -> None:
+def export_q(payload: dict, agent_slot: int):
+    """The registry's exporter for QMIX/VDN checkpoints: the greedy agent network of slot ``agent_slot``.
+
+    Returns:
+        a :class:`marl.export.ExportPlan` (memory = GRU state + previous action one-hot).
+
+    Raises:
+        ExportError: the checkpoint's agent network does not match its behavior spec.
+    """
+    from marl.checkpoint import CheckpointError
+    from marl.export.registry import ExportError, ExportPlan
+
     try:
-        from marl.export.registry import ExportError, ExportPlan, register_exporter
-    except ImportError:  # marl.export not available: checkpoints still train and evaluate
-        return
-
-    @register_exporter("qmix", "vdn")
-    def export_q(payload: dict, agent_slot: int) -> ExportPlan:
-        """Plan for a QMIX/VDN checkpoint: the greedy agent network of slot ``agent_slot``.
-
-        Raises:
-            ExportError: the checkpoint's agent network does not match its behavior spec.
-        """
-        from marl.checkpoint import CheckpointError
-
-        try:
-            policy = QPolicy(payload, Path(f"<{payload.get('behavior', '?')} checkpoint>"))
-        except (CheckpointError, TypeError, ValueError) as exc:
-            raise ExportError(str(exc)) from None
-        core = QCore(policy.net, policy.arch, agent_slot).eval()
-        return ExportPlan(core=core, spec=policy.spec, reference=policy, memory_size=core.memory_size,
-                          stochastic=False)
-
-
-_register_exporter()
+        policy = QPolicy(payload, Path(f"<{payload.get('behavior', '?')} checkpoint>"))
+    except (CheckpointError, TypeError, ValueError) as exc:
+        raise ExportError(str(exc)) from None
+    core = QCore(policy.net, policy.arch, agent_slot).eval()
+    return ExportPlan(core=core, spec=policy.spec, reference=policy, memory_size=core.memory_size,
+                      stochastic=False)

@@ -106,7 +106,8 @@ def _with_metadata(data: bytes, payload: dict, plan: ExportPlan, agent_slot: int
     meta = {"marl.format": "marl-arena/1", "marl.behavior": str(payload.get("behavior", plan.spec.name)),
             "marl.trainer_type": str(payload["trainer_type"]), "marl.step": str(int(payload.get("step", 0))),
             "marl.env_id": str(payload.get("env_id", "")), "marl.agent_slot": str(agent_slot),
-            "marl.behavior_spec": json.dumps(spec_to_dict(plan.spec))}
+            "marl.behavior_spec": json.dumps(spec_to_dict(plan.spec)),
+            "marl.takes_agent_id": "1" if getattr(plan.reference, "takes_agent_id", False) else "0"}
     for k, v in meta.items():
         p = model.metadata_props.add()
         p.key, p.value = k, v
@@ -258,3 +259,28 @@ def export_checkpoint(payload: dict, path: str | Path, agent_slot: int = 0, chec
     """
     res = export_bytes(payload, agent_slot, check)
     return atomic_write(path, lambda f: f.write(res.data))
+
+
+def export_all_slots(payload: dict, path: str | Path, check: bool = True) -> list[Path]:
+    """The brain of slot 0 at ``path`` and, when the policy takes an agent id (a shared policy of
+    several seats), one sibling per further slot, ``<stem>_agent<i>.onnx`` (the slot in each file's
+    metadata). Consumers (:class:`marl.export.onnx_policy.OnnxPolicy`, the league, the Unity brain
+    importer) pick the file by the agent's slot.
+
+    Returns:
+        every file written, ``path`` first.
+
+    Raises:
+        ExportError: see :func:`export_bytes`; files already written stay.
+    """
+    path = Path(path)
+    res = export_bytes(payload, 0, check)
+    atomic_write(path, lambda f: f.write(res.data))
+    out = [path]
+    if getattr(res.plan.reference, "takes_agent_id", False):
+        for slot in range(1, res.plan.spec.n_agents):
+            r = export_bytes(payload, slot, check)
+            sib = path.with_name(f"{path.stem}_agent{slot}.onnx")
+            atomic_write(sib, lambda f, d=r.data: f.write(d))
+            out.append(sib)
+    return out

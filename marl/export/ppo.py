@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from marl.export.registry import ExportError, ExportPlan, register_exporter
+from marl.export.registry import ExportError, ExportPlan
 
 
 class ActorCore(nn.Module):
@@ -42,14 +42,13 @@ class ActorCore(nn.Module):
         return logits, mean, self.actor.log_std, None
 
 
-@register_exporter("mappo", "ippo")
 def export_ppo(payload: dict, agent_slot: int) -> ExportPlan:
-    """Plan for a PPO-family checkpoint (``payload["trainer"]["actor"]`` is the actor state dict).
+    """The registry's exporter for PPO-family checkpoints (``payload["trainer"]["actor"]`` is the actor state dict).
 
     Raises:
         ExportError: the actor state does not match the behavior spec / network settings.
     """
-    from marl.inference import TorchActorPolicy
+    from marl.algos.mappo import TorchActorPolicy
 
     try:
         policy = TorchActorPolicy(payload, Path(f"<{payload.get('behavior', '?')} checkpoint>"))

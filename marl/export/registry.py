@@ -1,13 +1,11 @@
-"""Per-``trainer_type`` exporters: how a checkpoint becomes a policy core for :class:`UnityPolicyGraph`.
+"""What an algorithm's exporter hands to the ONNX exporter, and how it is found.
 
-An exporter is ``fn(payload: dict, agent_slot: int) -> ExportPlan`` registered with
-:func:`register_exporter`. Exporters of trainer types that live elsewhere are imported lazily
-from :data:`EXPORTER_MODULES` (the module registers itself when imported), so ``marl.export``
-never imports a trainer it does not need.
+An exporter is ``fn(payload: dict, agent_slot: int) -> ExportPlan``, named by the ``exporter`` part
+of its algorithm's registry entry (:mod:`marl.algos.registry`) and imported on first use, so
+``marl.export`` never imports a trainer it does not need.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -49,42 +47,16 @@ class ExportPlan:
 
 Exporter = Callable[[dict, int], ExportPlan]
 
-EXPORTERS: dict[str, Exporter] = {}
-
-# trainer_type -> module whose import registers its exporter
-EXPORTER_MODULES: dict[str, str] = {
-    "mappo": "marl.export.ppo",
-    "ippo": "marl.export.ppo",
-    "qmix": "marl.algos.qmix",
-    "vdn": "marl.algos.qmix",
-}
-
-
-def register_exporter(*trainer_types: str) -> Callable[[Exporter], Exporter]:
-    """Decorator: ``@register_exporter("qmix", "vdn")`` registers ``fn(payload, agent_slot) -> ExportPlan``."""
-
-    def deco(fn: Exporter) -> Exporter:
-        for t in trainer_types:
-            EXPORTERS[t] = fn
-        return fn
-
-    return deco
-
 
 def get_exporter(trainer_type: str) -> Exporter:
-    """The exporter for ``trainer_type``.
+    """The exporter of ``trainer_type``'s registry entry (:mod:`marl.algos.registry`).
 
     Raises:
-        ExportError: no exporter is registered for it.
+        ExportError: no algorithm of that name.
     """
-    if trainer_type not in EXPORTERS and trainer_type in EXPORTER_MODULES:
-        module = EXPORTER_MODULES[trainer_type]
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # the trainer is not written yet; any other import error is a bug
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-    if trainer_type not in EXPORTERS:
-        raise ExportError(f"no ONNX exporter for trainer_type '{trainer_type}' "
-                          f"(have: {', '.join(sorted(set(EXPORTERS) | {'mappo', 'ippo'}))})")
-    return EXPORTERS[trainer_type]
+    from marl.algos import registry
+
+    try:
+        return registry.get(trainer_type).load("exporter")
+    except registry.UnknownAlgorithm:
+        raise ExportError(f"no ONNX exporter for trainer_type '{trainer_type}' (have: {', '.join(registry.names())})") from None
