@@ -11,29 +11,27 @@ How it works (the same model as Alembic's "create_all, then stamp head" recipe):
 
 To change the schema: edit the models in :mod:`league.store`, append ``(N, "what changed", fn)`` to
 :data:`MIGRATIONS` where ``fn(connection)`` brings a version ``N-1`` database to version ``N``
-(``ALTER TABLE ...`` through ``connection.exec_driver_sql`` or SQLAlchemy DDL; keep it portable
+(``fn(connection, metadata)``; ``ALTER TABLE ...`` through ``connection.exec_driver_sql`` or SQLAlchemy DDL; keep it portable
 between SQLite and PostgreSQL), and add a test that upgrades a version ``N-1`` database.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, Table, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from league.errors import StoreError
 
 
-def _v1_initial(conn: Connection) -> None:
+def _v1_initial(conn: Connection, metadata: MetaData) -> None:
     """Version 1: the initial schema (players, matches, match_seats, rating_history)."""
-    from league.store import Base
-
-    Base.metadata.create_all(conn)
+    metadata.create_all(conn)
 
 
-#: Ordered migrations: (version, description, function(connection)).
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+#: Ordered migrations: (version, description, function(connection, the models' metadata)).
+MIGRATIONS: list[tuple[int, str, Callable[[Connection, MetaData], None]]] = [
     (1, "initial schema", _v1_initial),
 ]
 HEAD = MIGRATIONS[-1][0]
@@ -47,34 +45,39 @@ def current_version(conn: Connection) -> int | None:
     return int(v) if v is not None else None
 
 
-def upgrade(engine: Engine) -> int:
+def upgrade(engine: Engine, metadata: MetaData, version_table: Table, label: str) -> int:
     """Bring the database to :data:`HEAD`; returns the resulting version.
+
+    Args:
+        engine: the store's engine.
+        metadata: the models' metadata (``league.store.Base.metadata``; passed in so this module does
+            not import the store that calls it).
+        version_table: the ``schema_version`` table.
+        label: the store's URL without password, for messages.
 
     Raises:
         StoreError: the database is unreachable, newer than this code, or a migration failed.
     """
-    from league.store import Base, SchemaVersion, _safe_url
-
     try:
         with engine.begin() as conn:
             version = current_version(conn)
             if version is None:
-                Base.metadata.create_all(conn)
-                conn.execute(SchemaVersion.__table__.insert(), [{"version": HEAD, "description": "created at head"}])
+                metadata.create_all(conn)
+                conn.execute(version_table.insert(), [{"version": HEAD, "description": "created at head"}])
                 return HEAD
             if version > HEAD:
-                raise StoreError(f"store '{_safe_url(str(engine.url))}' has schema version {version}, newer than "
+                raise StoreError(f"store '{label}' has schema version {version}, newer than "
                                  f"this code ({HEAD}); upgrade the toolkit")
         for number, description, fn in MIGRATIONS:
             if number <= version:
                 continue
             with engine.begin() as conn:
-                fn(conn)
-                conn.execute(SchemaVersion.__table__.insert(), [{"version": number, "description": description}])
+                fn(conn, metadata)
+                conn.execute(version_table.insert(), [{"version": number, "description": description}])
             version = number
         return version
     except SQLAlchemyError as exc:
-        raise StoreError(f"store '{_safe_url(str(engine.url))}': cannot open/migrate: "
+        raise StoreError(f"store '{label}': cannot open/migrate: "
                          f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
 
 

@@ -205,7 +205,7 @@ class LeagueStore:
         if migrate:
             from league.migrations import upgrade
 
-            upgrade(self.engine)
+            upgrade(self.engine, Base.metadata, SchemaVersion.__table__, _safe_url(str(self.engine.url)))
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -130,14 +130,12 @@ class QMIXHyperparameters(_Strict):
         return self
 
 
-HYPERPARAMETERS: dict[str, type[BaseModel]] = {"mappo": PPOHyperparameters, "ippo": PPOHyperparameters,
-                                               "qmix": QMIXHyperparameters, "vdn": QMIXHyperparameters}
-"""trainer_type -> hyperparameter model; trainers register theirs here (QMIX/VDN do)."""
+def _registry():
+    """The algorithm registry (:mod:`marl.algos.registry`): trainer types, their hyperparameter models,
+    aliases and self-play support all come from its entries (imported lazily: it names this module)."""
+    from marl.algos import registry
 
-TRAINER_ALIASES = {"ppo": "ippo", "poca": "mappo"}
-
-SELF_PLAY_TRAINERS = {"mappo", "ippo"}
-"""trainer types (after :data:`TRAINER_ALIASES`) that support a ``self_play`` block."""
+    return registry
 
 
 class MemorySettings(_Strict):
@@ -251,7 +249,7 @@ class LeagueSettings(_Strict):
 class BehaviorSettings(_Strict):
     """One behavior's training settings (ML-Agents' ``TrainerSettings``).
 
-    ``hyperparameters`` is stored as the model of the trainer type (:data:`HYPERPARAMETERS`),
+    ``hyperparameters`` is stored as the model of the trainer type (its registry entry's ``hyperparameters``),
     validated once; a mapping is accepted on input. ``even_checkpoints: true`` sets
     ``checkpoint_interval`` to ``max_steps // keep_checkpoints`` (ML-Agents' meaning).
     """
@@ -274,17 +272,19 @@ class BehaviorSettings(_Strict):
     @field_validator("trainer_type")
     @classmethod
     def _trainer(cls, v: str) -> str:
-        t = TRAINER_ALIASES.get(v, v)
-        if t not in HYPERPARAMETERS:
-            raise ValueError(f"trainer_type '{v}' is not one of {sorted(set(HYPERPARAMETERS) | set(TRAINER_ALIASES))}")
-        return t
+        reg = _registry()
+        try:
+            return reg.canonical(v)
+        except reg.UnknownAlgorithm as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("hyperparameters", mode="plain")
     @classmethod
     def _hyperparameters(cls, v: Any, info: ValidationInfo) -> Any:
-        model = HYPERPARAMETERS.get(info.data.get("trainer_type"))
-        if model is None:  # a bad trainer_type, reported on its own
+        t = info.data.get("trainer_type")
+        if t is None:  # a bad trainer_type, reported on its own
             return v
+        model = _registry().get(t).load("hyperparameters")
         if isinstance(v, model):
             return v
         if isinstance(v, BaseModel):  # another trainer's model (trainer_type changed): re-validate its keys
@@ -312,8 +312,9 @@ class BehaviorSettings(_Strict):
     @classmethod
     def _self_play_trainer(cls, v: SelfPlaySettings | None, info: ValidationInfo) -> SelfPlaySettings | None:
         t = info.data.get("trainer_type")
-        if v is not None and t is not None and t not in SELF_PLAY_TRAINERS:
-            ok = sorted(SELF_PLAY_TRAINERS) + sorted(a for a, to in TRAINER_ALIASES.items() if to in SELF_PLAY_TRAINERS)
+        reg = _registry()
+        if v is not None and t is not None and not reg.get(t).self_play:
+            ok = [n for n in reg.names() if reg.get(n).self_play]
             raise ValueError(f"trainer_type {t} does not support self-play; use {'/'.join(ok)}")
         return v
 
@@ -332,7 +333,7 @@ class BehaviorSettings(_Strict):
 
     @property
     def hp(self) -> Any:
-        """The hyperparameter model of this trainer type (:data:`HYPERPARAMETERS`), validated on input."""
+        """The hyperparameter model of this trainer type (its registry entry's), validated on input."""
         return self.hyperparameters
 
 

@@ -17,7 +17,7 @@ import torch
 
 from envs.registry import is_executable_path
 from envs.vector import VecEnv, cpu_count, default_factory
-from marl.algos import make_trainer
+from marl.algos.factory import make_trainer
 from marl.checkpoint import FORMAT, CheckpointError, CheckpointManager, TrainingStatus, load_checkpoint, spec_to_dict
 from marl.config import ConfigError, RunConfig
 from marl.io import atomic_write_json, atomic_write_text

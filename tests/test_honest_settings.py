@@ -15,7 +15,8 @@ import yaml
 
 from marl.cli import learn
 from marl.cli.learn import FLAG_TARGETS, build_parser, flag_name, resolve_config
-from marl.config import (HYPERPARAMETERS, SELF_PLAY_TRAINERS, ConfigError, PPOHyperparameters, QMIXHyperparameters,
+from marl.algos import registry
+from marl.config import (ConfigError, PPOHyperparameters, QMIXHyperparameters,
                          RunConfig, load_config, parse_config)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +262,7 @@ def test_self_play_refused_on_trainers_without_it(trainer):
     data = {"default_settings": {"trainer_type": trainer, "self_play": {}}}
     with pytest.raises(ConfigError, match=r"default_settings\.self_play: trainer_type"):
         parse_config(data, "x.yaml")
-    assert SELF_PLAY_TRAINERS == {"mappo", "ippo"}
+    assert {n for n, a in registry.ALGORITHMS.items() if a.self_play} == {"mappo", "ippo"}
 
 
 def test_accepted_values_that_match_what_we_do():
@@ -283,7 +284,7 @@ def test_hyperparameters_are_stored_as_the_trainers_model():
                                       "B": {"hyperparameters": {"beta": 0.01}}}})
     a, b = cfg.behaviors["A"], cfg.behaviors["B"]
     assert isinstance(a.hp, QMIXHyperparameters) and a.hp is a.hp and a.hp.batch_size == 8
-    assert type(b.hp) is HYPERPARAMETERS["mappo"] and b.hp.beta == 0.01
+    assert type(b.hp) is registry.get("mappo").load("hyperparameters") and b.hp.beta == 0.01
     dumped = cfg.model_dump(mode="json")["behaviors"]
     assert dumped["A"]["hyperparameters"]["double_q"] is True and dumped["B"]["hyperparameters"]["num_epoch"] == 3
 

@@ -12,7 +12,7 @@ import torch
 from envs.adapter import ArrayEnv
 from envs.spec import ActionSpec, BehaviorSpec
 from envs.vector import VecEnv, default_factory
-from marl.algos import make_trainer
+from marl.algos.factory import make_trainer
 from marl.checkpoint import load_checkpoint
 from marl.config import ConfigError, SelfPlaySettings
 from marl.evaluate_vs import play_games, wilson_interval

@@ -1,40 +1,6 @@
-"""Algorithms: one registry entry per ``trainer_type`` (:mod:`marl.algos.registry`), trainers
-implementing :class:`marl.algos.base.Trainer`.
+"""Algorithms, one registry entry each (:mod:`marl.algos.registry`); trainers implement
+:class:`marl.algos.base.Trainer`; :func:`marl.algos.factory.make_trainer` builds a run's trainer.
 
-Every behavior of a run must use trainers of one class (e.g. ``mappo`` and ``ippo`` mix, since
-both are :class:`marl.algos.mappo.PPOTrainer`). Self-play behaviors are driven by the ghost
-wrapper (:mod:`marl.selfplay`) around that trainer.
+This package's ``__init__`` imports nothing, so importing one algorithm never drags in another
+(nor the config, nor self-play).
 """
-from __future__ import annotations
-
-from marl.algos import registry
-from marl.config import ConfigError
-
-
-def trainer_class(trainer_type: str):
-    """Import and return the trainer class for ``trainer_type``.
-
-    Raises:
-        ConfigError: unknown trainer type.
-    """
-    try:
-        return registry.get(trainer_type).load("trainer")
-    except registry.UnknownAlgorithm as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def make_trainer(spec, cfg, n_envs: int, device):
-    """Build the trainer for all behaviors of ``spec``, wrapped in self-play when a behavior has ``self_play``.
-
-    Raises:
-        ConfigError: behaviors ask for trainers that cannot run together, or self-play for a trainer
-            that does not support it.
-    """
-    classes = {b.name: trainer_class(cfg.behavior_settings(b.name).trainer_type) for b in spec.behaviors}
-    if len(set(classes.values())) > 1:
-        raise ConfigError("behaviors: all behaviors of one run must use compatible trainer types, got "
-                          + ", ".join(f"{b}={cfg.behavior_settings(b).trainer_type}" for b in classes))
-    trainer = next(iter(classes.values()))(spec, cfg, n_envs, device)
-    from marl.selfplay import wrap_self_play
-
-    return wrap_self_play(trainer, spec, cfg)
