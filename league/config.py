@@ -35,10 +35,18 @@ class _Strict(BaseModel):
 
 
 class EnvBlock(_Strict):
-    """``env:``: the env every match is played in."""
+    """``env:``: the env every match is played in, with league-wide env settings.
+
+    ``behavior_map`` and ``supersuit`` mean what a run's ``env_settings`` keys of the same names mean
+    (agent -> behavior overrides; SuperSuit observation/action wrappers in order). Every player must
+    have been trained with the same ones: ``league add`` refuses a run whose ``configuration.yaml`` says
+    otherwise, because its policy would see other observations than in training.
+    """
 
     id: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    behavior_map: dict[str, str] = Field(default_factory=dict)
+    supersuit: list[Any] = Field(default_factory=list)
 
 
 class StoreBlock(_Strict):

@@ -61,14 +61,25 @@ def find_snapshots(run_dir: str, behavior: str | None = None) -> list[Snapshot]:
     return [found[k] for k in sorted(found)]
 
 
+def run_env_settings(run_dir: str) -> dict | None:
+    """``env_settings`` of a run's ``configuration.yaml`` (a run folder or any folder inside it), or None."""
+    d = os.path.abspath(run_dir)
+    for _ in range(4):
+        try:
+            with open(os.path.join(d, "configuration.yaml")) as f:
+                cfg = yaml.safe_load(f) or {}
+            return cfg.get("env_settings") or {}
+        except FileNotFoundError:
+            d = os.path.dirname(d)
+        except (OSError, yaml.YAMLError, AttributeError):
+            return None
+    return None
+
+
 def run_env_id(run_dir: str) -> str | None:
     """``env_settings.env_path`` of a run's ``configuration.yaml``, or None when unknown."""
-    try:
-        with open(os.path.join(run_dir, "configuration.yaml")) as f:
-            cfg = yaml.safe_load(f) or {}
-        return (cfg.get("env_settings") or {}).get("env_path")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
+    es = run_env_settings(run_dir)
+    return None if es is None else es.get("env_path")
 
 
 class League:
@@ -118,9 +129,7 @@ class League:
             PolicyFileError: no snapshots; IncompatibleEnvError: the run's env differs from the league's.
         """
         snaps = find_snapshots(run_dir, behavior)
-        env = run_env_id(run_dir)
-        if env is not None and env != self.config.env.id:
-            raise IncompatibleEnvError(f"run '{run_dir}' trained on env '{env}', this league plays '{self.config.env.id}'")
+        self.check_run_env(run_dir)
         out = []
         prev: dict[str, str] = {}
         for s in snaps:
@@ -128,6 +137,26 @@ class League:
             prev[s.behavior] = info[0].name
             out.append(info)
         return out
+
+    def check_run_env(self, run_dir: str) -> None:
+        """Refuse a run (or a file inside one) trained on another env or with other env settings.
+
+        Raises:
+            IncompatibleEnvError: another env id, or other ``supersuit`` wrappers / ``behavior_map`` (the
+                policy would see other observations than in training).
+        """
+        es = run_env_settings(run_dir)
+        if es is None:
+            return
+        env = self.config.env
+        if es.get("env_path") is not None and es.get("env_path") != env.id:
+            raise IncompatibleEnvError(f"run '{run_dir}' trained on env '{es.get('env_path')}', this league plays '{env.id}'")
+        for key, league_value in (("supersuit", env.supersuit), ("behavior_map", env.behavior_map)):
+            mine = es.get(key) or type(league_value)()
+            if mine != league_value:
+                raise IncompatibleEnvError(f"run '{run_dir}' trained with env_settings.{key} {mine!r}, this league plays "
+                                           f"with env.{key} {league_value!r}; set env.{key} in the league config to "
+                                           "match, or use another league")
 
     def add_snapshot(self, path: str, run_id: str, behavior: str, step: int, parent: str | None = None,
                      name: str | None = None) -> tuple[PlayerInfo, bool]:
@@ -142,6 +171,8 @@ class League:
     def add_path(self, path: str, *, name: str | None = None, behavior: str | None = None) -> list[tuple[PlayerInfo, bool]]:
         """``league add``: a bot spec, a ``.onnx``/``.pt`` file, or a results folder."""
         if path.startswith("bot:") or path.endswith(POLICY_SUFFIXES):
+            if not path.startswith("bot:"):
+                self.check_run_env(os.path.dirname(os.path.abspath(path)))
             m = SNAPSHOT_RE.match(os.path.basename(path))
             version = int(m["step"]) if m else 0
             return [self.add_policy(path, name=name, behavior=behavior or (m["behavior"] if m else ""), version=version)]

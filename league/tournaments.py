@@ -36,9 +36,11 @@ def make_tasks(league: League, pairings: Sequence[Pairing], label: str, rng: np.
     m = league.config.match
     replay = league.config.resolve(m.replay_dir) if m.replay_dir else None
     seeds = rng.integers(0, 2**31 - 1, size=len(pairings))
-    return [MatchTask(uid=uuid.uuid4().hex, env_id=league.config.env.id, env_kwargs=dict(league.config.env.kwargs),
+    env = league.config.env
+    return [MatchTask(uid=uuid.uuid4().hex, env_id=env.id, env_kwargs=dict(env.kwargs),
                       seed=int(s), seats=tuple(specs[p] for p in pair), tournament=label, max_steps=m.max_steps,
-                      opening_moves=m.opening_moves, replay_dir=replay)
+                      opening_moves=m.opening_moves, replay_dir=replay, behavior_map=dict(env.behavior_map),
+                      supersuit=tuple(env.supersuit))
             for pair, s in zip(pairings, seeds)]
 
 

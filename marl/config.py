@@ -147,7 +147,10 @@ class NetworkSettings(_Strict):
     """Network shape. ``normalize``: running mean/std observation normalisation (ML-Agents);
     ``layer_norm``: LayerNorm on the inputs (MAPPO's ``use_feature_normalization``).
 
-    ``memory`` must be null (no LSTM policies yet), ``deterministic`` false (training samples
+    ``agent_id``: whether a shared policy takes its agent's one-hot slot id (MAPPO's parameter sharing
+    with ids); null = on, except for Unity behaviors (ML-Agents' agents of a behavior are
+    interchangeable and a Unity agent can feed only its sensors, so an exported brain has no id
+    input). ``memory`` must be null (no LSTM policies yet), ``deterministic`` false (training samples
     actions; evaluation and the exported ONNX act greedily); ``goal_conditioning_type`` takes
     ML-Agents' values and has no effect (no goal observations).
     """
@@ -162,6 +165,9 @@ class NetworkSettings(_Strict):
     deterministic: bool = False
     layer_norm: bool = True
     activation: Literal["relu", "tanh"] = "relu"
+    agent_id: bool | None = Field(None, description="one-hot agent-id input of a shared policy (our addition); "
+                                  "null = on for PettingZoo/OpenSpiel seats, off for Unity behaviors (as ML-Agents: "
+                                  "a Unity agent feeds only its sensors)")
 
     @field_validator("memory", mode="before")
     @classmethod

@@ -74,6 +74,17 @@ def _update_pool():
     return _POOL[0]
 
 
+def uses_agent_id(net: NetworkSettings, env_id: str) -> bool:
+    """Whether a shared policy takes the one-hot agent id: ``network_settings.agent_id``, or by default on
+    except for Unity behaviors (ML-Agents' agents of a behavior are interchangeable; an exported brain
+    has no id input). See ``docs/observations.md``."""
+    if net.agent_id is not None:
+        return bool(net.agent_id)
+    from envs.registry import is_executable_path
+
+    return not (is_executable_path(env_id) or env_id == "unity-editor")
+
+
 def decayed(schedule: str, initial: float, floor: float, step: int, max_steps: int) -> float:
     """ML-Agents' ``DecayedValue``: linear from ``initial`` to ``floor`` over ``max_steps`` env steps."""
     if schedule == "constant":
@@ -102,21 +113,22 @@ class PPOLearner:
     """
 
     def __init__(self, spec: BehaviorSpec, state_size: int, settings: BehaviorSettings, centralised: bool,
-                 n_envs: int, device: torch.device):
+                 n_envs: int, device: torch.device, spec_env_id: str = ""):
         self.spec, self.settings, self.centralised, self.device = spec, settings, centralised, device
         self.hp: PPOHyperparameters = settings.hp
         self.gamma = settings.reward_signals.extrinsic.gamma
         self.strength = settings.reward_signals.extrinsic.strength
         A, net = spec.n_agents, settings.network_settings
-        self.actor = Actor(spec.obs_size, A, spec.action, net, spec.obs_shape).to(device)
-        self.critic = Critic(state_size if centralised else spec.obs_size, A, net,
+        self.n_ids = A if uses_agent_id(net, spec_env_id) else 0  # one-hot id width (0 = no id input)
+        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape).to(device)
+        self.critic = Critic(state_size if centralised else spec.obs_size, self.n_ids, net,
                              None if centralised else spec.obs_shape).to(device)
         self.value_norm = ValueNorm().to(device) if self.hp.use_value_norm else None
         self.actor_opt = _adam(self.actor.parameters(), self.hp.learning_rate, self.hp.adam_eps)
         self.critic_opt = _adam(self.critic.parameters(), self.hp.critic_learning_rate or self.hp.learning_rate,
                                 self.hp.adam_eps)
         self.E = n_envs
-        self.ids = torch.eye(A, device=device).repeat(n_envs, 1)  # [E*A, A] one-hot agent ids
+        self.ids = torch.eye(A, device=device)[:, : self.n_ids].repeat(n_envs, 1)  # [E*A, n_ids] one-hot agent ids
         # Capacity: enough rows for buffer_size experiences even if one agent per env acts per step.
         self.capacity = math.ceil(self.hp.buffer_size / n_envs) + 1
         fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32))}
@@ -158,7 +170,7 @@ class PPOLearner:
             x = torch.from_numpy(self.state_rows[: self.buffer.t]).to(self.device)[t, e]
         else:
             x = buf["obs"][t, e, a].reshape(t.numel(), -1)
-        ids = F.one_hot(a, self.spec.n_agents).float()
+        ids = F.one_hot(a, self.spec.n_agents).float()[:, : self.n_ids]
         step = max(int(self.hp.batch_size), 1)
         values[t, e, a] = torch.cat([self.critic(x[i:i + step], ids[i:i + step]) for i in range(0, t.numel(), step)])
         return values
@@ -180,7 +192,7 @@ class PPOLearner:
         if n == 0:
             return {}
         obs = buf["obs"][idx].reshape(n, -1)
-        ids = F.one_hot(idx[2], self.spec.n_agents).float()
+        ids = F.one_hot(idx[2], self.spec.n_agents).float()[:, : self.n_ids]
         mask = buf["mask"][idx] if "mask" in buf else None
         act_d = buf["act_d"][idx] if "act_d" in buf else None
         act_c = buf["act_c"][idx] if "act_c" in buf else None
@@ -308,7 +320,7 @@ class PPOTrainer(Trainer):
         state_size = int(np.prod(spec.state_shape))
         for b in spec.behaviors:
             s = cfg.behavior_settings(b.name)
-            self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device)
+            self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device, spec.env_id)
         # slots that act with another policy and are not trained on (self-play opponents): behavior -> (mask, policy)
         self.opponents: dict[str, tuple[np.ndarray, Policy]] = {}
         self.timing = (0.0, 0.0)  # seconds waiting on env steps, seconds in updates (run_logs/timers.json)
@@ -447,9 +459,15 @@ class TorchActorPolicy(Policy):
         state = ck["trainer"]["actor"]
         # checkpoints from before the visual encoders have no "encoder.*" weights: flat MLP, as trained
         shape = self.spec.obs_shape if any(k.startswith("encoder.") for k in state) else None
-        self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action,
-                           NetworkSettings.model_validate(ck["network_settings"]), shape)
-        self.actor.load_state_dict(state)
+        net = NetworkSettings.model_validate(ck["network_settings"])
+        # the id width is read from the weights (checkpoints before the agent_id setting always had ids)
+        n_ids = self.spec.n_agents
+        self.actor = Actor(self.spec.obs_size, n_ids, self.spec.action, net, shape)
+        try:
+            self.actor.load_state_dict(state)
+        except RuntimeError:
+            self.actor = Actor(self.spec.obs_size, 0, self.spec.action, net, shape)
+            self.actor.load_state_dict(state)
         self.actor.eval()
 
     @property
@@ -459,7 +477,8 @@ class TorchActorPolicy(Policy):
     @torch.inference_mode()
     def act(self, obs, agent_index, mask=None, hidden=None, deterministic=True, game_states=None):
         o = torch.as_tensor(np.asarray(obs, np.float32)).reshape(len(agent_index), -1)
-        ids = F.one_hot(torch.as_tensor(np.asarray(agent_index), dtype=torch.int64), self.spec.n_agents).float()
+        ids = F.one_hot(torch.as_tensor(np.asarray(agent_index), dtype=torch.int64),
+                        self.spec.n_agents).float()[:, : self.actor.n_agents]
         m = None if mask is None else torch.as_tensor(np.asarray(mask, np.float32))
         d, c, _ = self.actor.act(o, ids, m, deterministic=deterministic)
         return (None if d is None else d.numpy(), None if c is None else scale_continuous(c).numpy(), None)
