@@ -100,7 +100,8 @@ def test_snapshots_swaps_team_rotation_and_learning_mask(tmp_path):
                            play_against_latest_model_ratio=0.0)
     trainer, venv = trainer_and_venv(data)
     ghost = trainer.selfplay.ghosts["player"]
-    L = trainer.learners["player"]
+    C = trainer.collector  # acting and recording, apart from the learners
+    learning, buffer = C.learning["player"], C.buffers["player"]
     teams_seen, opponents = [], set()
     step = 0
     try:
@@ -110,11 +111,11 @@ def test_snapshots_swaps_team_rotation_and_learning_mask(tmp_path):
             teams_seen.append(ghost.learning_team)
             opponents.add(id(ghost.opponent))
             # only the learning seat's slot is trained on, in every env copy
-            assert (L.learning[:, ghost.learning_team]).all() and not (L.learning[:, 1 - ghost.learning_team]).any()
+            assert (learning[:, ghost.learning_team]).all() and not (learning[:, 1 - ghost.learning_team]).any()
             assert "Self-play/ELO" in logs["player"]
             # no experience of the opponent seat was stored
-            assert not L.buffer.valid[: L.buffer.t, :, 1 - ghost.learning_team].any()
-            assert L.buffer.valid[: L.buffer.t, :, ghost.learning_team].any()
+            assert not buffer.valid[: buffer.t, :, 1 - ghost.learning_team].any()
+            assert buffer.valid[: buffer.t, :, ghost.learning_team].any()
     finally:
         venv.close()
     assert set(teams_seen) == {0, 1}, teams_seen  # the learning team rotated
@@ -141,7 +142,7 @@ def test_opponent_slots_act_with_the_opponent_snapshot(tmp_path):
         opp = 1 - ghost.learning_team
         checked = 0
         for _ in range(20):
-            trainer._act(arrays)
+            trainer.collector.act(arrays)
             for e in np.flatnonzero(arrays["player/active"][:, opp]):
                 legal = np.flatnonzero(arrays["player/mask"][e, opp] > 0.5)
                 assert arrays["player/act_d"][e, opp, 0] == legal[0]
@@ -164,7 +165,7 @@ def test_random_opponent_plays_uniformly_over_legal_moves(tmp_path):
         opp = 1 - ghost.learning_team
         firsts, n = 0, 0
         for _ in range(40):
-            trainer._act(arrays)
+            trainer.collector.act(arrays)
             for e in np.flatnonzero(arrays["player/active"][:, opp]):
                 legal = np.flatnonzero(arrays["player/mask"][e, opp] > 0.5)
                 a = arrays["player/act_d"][e, opp, 0]
@@ -185,7 +186,7 @@ def test_loser_is_credited_when_the_game_ends_on_the_winners_move(tmp_path):
     try:
         trainer.collect_and_train(venv, 0)
         ghost = trainer.selfplay.ghosts["player"]
-        buf = trainer.learners["player"].buffer
+        buf = trainer.collector.buffers["player"]
         me = ghost.learning_team
         ended = buf.done[: buf.t, :, me] > 0
         final_rewards = buf.reward[: buf.t, :, me][ended]
@@ -256,7 +257,7 @@ def test_two_team_soccer_self_play(tmp_path):
     data["behaviors"]["SoccerTwos"]["hyperparameters"].update(buffer_size=256, batch_size=128)
     trainer, venv = trainer_and_venv(data)
     ghost = trainer.selfplay.ghosts["SoccerTwos"]
-    L = trainer.learners["SoccerTwos"]
+    learning = trainer.collector.learning["SoccerTwos"]
     assert [t.tolist() for t in ghost.teams] == [[0, 1], [2, 3]]
     step, seen = 0, set()
     try:
@@ -266,7 +267,7 @@ def test_two_team_soccer_self_play(tmp_path):
             seen.add(ghost.learning_team)
             expect = np.zeros(4, bool)
             expect[ghost.teams[ghost.learning_team]] = True
-            assert (L.learning == expect[None]).all()
+            assert (learning == expect[None]).all()
             assert "Self-play/ELO" in logs["SoccerTwos"]
     finally:
         venv.close()

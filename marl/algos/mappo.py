@@ -101,7 +101,7 @@ class UpdateStats:
 
 
 class PPOLearner:
-    """One behavior's actor, critic, optimisers and rollout buffer.
+    """One behavior's actor, critic and optimisers: learning from a recorded :class:`Rollout`.
 
     Args:
         spec: the behavior.
@@ -131,15 +131,7 @@ class PPOLearner:
         self.ids = torch.eye(A, device=device)[:, : self.n_ids].repeat(n_envs, 1)  # [E*A, n_ids] one-hot agent ids
         # Capacity: enough rows for buffer_size experiences even if one agent per env acts per step.
         self.capacity = math.ceil(self.hp.buffer_size / n_envs) + 1
-        fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32))}
-        if spec.action.is_discrete:
-            fields["mask"] = ((spec.action.mask_size,), np.dtype(np.float32))
-            fields["act_d"] = ((len(spec.action.discrete_branches),), np.dtype(np.int64))
-        if spec.action.continuous_size:
-            fields["act_c"] = ((spec.action.continuous_size,), np.dtype(np.float32))
-        self.buffer = RolloutBuffer(self.capacity, n_envs, A, fields)
-        self.state_rows = np.zeros((self.capacity, n_envs, state_size), np.float32) if centralised else None
-        self.learning = np.ones((n_envs, A), np.bool_)  # slots whose experience is trained on (self-play sets this)
+        self.state_size = state_size
 
     # ------------------------------------------------------------------------------ acting
     def critic_input(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -154,7 +146,7 @@ class PPOLearner:
         return self.value_norm.denormalize(v) if self.value_norm is not None else v
 
     @torch.no_grad()
-    def _rollout_values(self, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _rollout_values(self, buf: dict[str, torch.Tensor], states: torch.Tensor | None) -> torch.Tensor:
         """Critic outputs (normalised) float32 ``[T, E, A]`` for every stored decision (0 elsewhere).
 
         Computed once per rollout in batches of ``batch_size`` rather than at every env step: the
@@ -167,7 +159,7 @@ class PPOLearner:
         if t.numel() == 0:
             return values
         if self.centralised:
-            x = torch.from_numpy(self.state_rows[: self.buffer.t]).to(self.device)[t, e]
+            x = states[t, e]
         else:
             x = buf["obs"][t, e, a].reshape(t.numel(), -1)
         ids = F.one_hot(a, self.spec.n_agents).float()[:, : self.n_ids]
@@ -176,15 +168,22 @@ class PPOLearner:
         return values
 
     # ------------------------------------------------------------------------------ update
-    def update(self, step: int, bootstrap: torch.Tensor) -> dict[str, float]:
-        """One PPO update on the filled buffer; ``bootstrap`` float32 ``[E, A]`` = V(current state).
+    def update(self, step: int, rollout: "Rollout") -> dict[str, float]:
+        """One PPO update on a recorded rollout (:class:`Rollout`, from :class:`PPOCollector`).
+
+        Args:
+            step: env steps so far (schedules).
+            rollout: the behavior's experience; ``rollout.bootstrap`` float32 ``[E, A]`` = V(state after it).
 
         Returns ML-Agents-named scalars (``Losses/Policy Loss`` ...).
         """
         hp, s = self.hp, self.settings
-        buf = self.buffer.tensors(self.device)
-        valid = buf["valid"] & torch.from_numpy(self.learning).to(self.device)
-        values = self._rollout_values(buf)  # normalised critic outputs [T, E, A]
+        buf = rollout.buffer.tensors(self.device)
+        bootstrap = torch.as_tensor(rollout.bootstrap, device=self.device)
+        states = (torch.from_numpy(rollout.state_rows[: rollout.buffer.t]).to(self.device)
+                  if self.centralised else None)
+        valid = buf["valid"] & torch.from_numpy(rollout.learning).to(self.device)
+        values = self._rollout_values(buf, states)  # normalised critic outputs [T, E, A]
         values_dn = self.value_norm.denormalize(values) if self.value_norm is not None else values
         adv, returns = gae(buf["reward"], values_dn, buf["done"], buf["valid"], bootstrap, self.gamma, hp.lambd)
         idx = valid.nonzero(as_tuple=True)  # (t, e, a) of every experience to train on
@@ -197,7 +196,7 @@ class PPOLearner:
         act_d = buf["act_d"][idx] if "act_d" in buf else None
         act_c = buf["act_c"][idx] if "act_c" in buf else None
         if self.centralised:
-            critic_x = torch.from_numpy(self.state_rows[: self.buffer.t]).to(self.device)[idx[0], idx[1]]
+            critic_x = states[idx[0], idx[1]]
         else:
             critic_x = obs
         old_logp, old_v, ret = buf["logp"][idx], values[idx], returns[idx]
@@ -298,6 +297,145 @@ class PPOLearner:
             self.critic_opt.load_state_dict(state["critic_opt"])
 
 
+@dataclass
+class Rollout:
+    """One behavior's recorded experience: what :class:`PPOCollector` hands to :meth:`PPOLearner.update`
+    (numpy, so a remote runner can ship it).
+
+    Attributes:
+        buffer: the :class:`marl.buffers.RolloutBuffer` (rows ``[T, E, A, ...]``: obs, logp, actions, masks,
+            rewards, dones, valid).
+        state_rows: float32 ``[T, E, S]`` global state at each row (MAPPO's critic) or None (IPPO).
+        learning: bool ``[E, A]``: slots whose experience is trained on (self-play opponents are not).
+        bootstrap: float32 ``[E, A]``: V(state after the last row) for each slot.
+    """
+
+    buffer: RolloutBuffer
+    state_rows: np.ndarray | None
+    learning: np.ndarray
+    bootstrap: np.ndarray
+
+
+class PPOCollector:
+    """Acting, apart from learning: one batched actor forward per behavior and env step over all ``E``
+    copies and ``A`` agents; records what the PPO update needs (observations, masks, actions,
+    log-probabilities, rewards credited to each agent's last decision, episode ends with ``gamma *
+    V(final obs)`` added on truncation, global states). Slots given to another policy
+    (:meth:`set_opponents`, self-play) act through the :class:`marl.policy.Policy` interface in the
+    same step and are not recorded.
+
+    Args:
+        learners: behavior -> its :class:`PPOLearner` (the collector acts with their actors and asks
+            their critics for truncation bootstraps; a remote runner would hold copies).
+        n_envs: env copies ``E``.
+    """
+
+    def __init__(self, learners: dict[str, "PPOLearner"], n_envs: int):
+        self.learners, self.E = learners, n_envs
+        self.buffers: dict[str, RolloutBuffer] = {}
+        self.state_rows: dict[str, np.ndarray | None] = {}
+        self.learning: dict[str, np.ndarray] = {}
+        self.opponents: dict[str, tuple[np.ndarray, Policy | None]] = {}
+        for name, L in learners.items():
+            spec = L.spec
+            fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32))}
+            if spec.action.is_discrete:
+                fields["mask"] = ((spec.action.mask_size,), np.dtype(np.float32))
+                fields["act_d"] = ((len(spec.action.discrete_branches),), np.dtype(np.int64))
+            if spec.action.continuous_size:
+                fields["act_c"] = ((spec.action.continuous_size,), np.dtype(np.float32))
+            self.buffers[name] = RolloutBuffer(L.capacity, n_envs, spec.n_agents, fields)
+            self.state_rows[name] = (np.zeros((L.capacity, n_envs, L.state_size), np.float32) if L.centralised
+                                     else None)
+            self.learning[name] = np.ones((n_envs, spec.n_agents), np.bool_)
+
+    def set_opponents(self, behavior: str, slots: np.ndarray, policy: Policy | None) -> None:
+        """Slots ``slots`` (bool ``[A]``) act with ``policy`` (sampled) and are not recorded."""
+        slots = np.asarray(slots, np.bool_)
+        self.learning[behavior][...] = ~slots[None, :]
+        self.opponents[behavior] = (slots, policy)
+
+    @torch.inference_mode()
+    def act(self, arrays: dict[str, np.ndarray]) -> None:
+        """Batched forward of every behavior's policy on all copies; writes actions and records rows."""
+        for name, L in self.learners.items():
+            b, buffer = L.spec, self.buffers[name]
+            obs_np = arrays[f"{name}/obs"]
+            obs = torch.from_numpy(obs_np).reshape(self.E * b.n_agents, -1)
+            mask_np = arrays.get(f"{name}/mask")
+            mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1) if mask_np is not None else None
+            d, c, logp = L.actor.act(obs, L.ids, mask)  # (values: batched over the rollout in the update)
+            row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy()}
+            if d is not None:
+                d_np = d.view(self.E, b.n_agents, -1).numpy()
+                arrays[f"{name}/act_d"][...] = d_np
+                row["act_d"], row["mask"] = d_np, mask_np
+            if c is not None:
+                c_np = c.view(self.E, b.n_agents, -1).numpy()
+                arrays[f"{name}/act_c"][...] = scale_continuous(c_np)  # ML-Agents' action clipping
+                row["act_c"] = c_np
+            rows = self.state_rows[name]
+            if rows is not None:
+                rows[buffer.t] = arrays["state"]
+            # opponent slots (self-play) act with the opponent's policy; only learning slots are recorded
+            opp = self.opponents.get(name)
+            if opp is not None and opp[1] is not None:
+                act_rows(opp[1], arrays, b, arrays[f"{name}/active"] & opp[0][None, :], deterministic=False)
+            buffer.add_decisions(arrays[f"{name}/active"] & self.learning[name], **row)
+
+    @torch.inference_mode()
+    def after_step(self, arrays: dict[str, np.ndarray]) -> None:
+        """Credit rewards to open decisions; close ended episodes, bootstrapping truncations."""
+        final_state = None
+        for name, L in self.learners.items():
+            buffer = self.buffers[name]
+            buffer.add_reward(arrays[f"{name}/reward"] * L.strength)
+            term, trunc = arrays[f"{name}/terminated"], arrays[f"{name}/truncated"]
+            if not (term.any() or trunc.any()):
+                continue
+            boot = None
+            if trunc.any():
+                if final_state is None:
+                    final_state = torch.from_numpy(arrays["final_state"].copy())
+                fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1)
+                boot = (L.gamma * L.values(fin, final_state)).view(self.E, L.spec.n_agents).numpy() * trunc
+            buffer.end_episodes(term | trunc, boot)
+
+    def collect(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, Rollout], float]:
+        """Step ``venv`` until every behavior has ``buffer_size`` experiences (or its buffer is full).
+
+        Returns:
+            ``(env steps = T * E, {behavior: Rollout}, seconds spent waiting on env steps)``.
+        """
+        arrays = venv.arrays
+        for buffer in self.buffers.values():
+            buffer.reset()
+        t, t_env = 0, 0.0
+        while True:
+            self.act(arrays)
+            t0 = time.perf_counter()
+            finished = venv.step()
+            t_env += time.perf_counter() - t0
+            if on_episode is not None:
+                for e, stats in finished:
+                    on_episode(e, stats)
+            if on_step is not None:
+                on_step(arrays, finished, step + (t + 1) * self.E)
+            self.after_step(arrays)
+            t += 1
+            if all(self.buffers[n].count >= L.hp.buffer_size or self.buffers[n].t >= L.capacity
+                   for n, L in self.learners.items()):
+                break
+        with torch.inference_mode():
+            state = torch.from_numpy(arrays["state"].copy())
+            out = {}
+            for n, L in self.learners.items():
+                boot = L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state)
+                out[n] = Rollout(self.buffers[n], self.state_rows[n], self.learning[n].copy(),
+                                 boot.view(self.E, L.spec.n_agents).numpy().copy())
+        return t * self.E, out, t_env
+
+
 class PPOTrainer(Trainer):
     """MAPPO (``centralised=True``) or IPPO over all behaviors of an env.
 
@@ -321,55 +459,8 @@ class PPOTrainer(Trainer):
         for b in spec.behaviors:
             s = cfg.behavior_settings(b.name)
             self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device, spec.env_id)
-        # slots that act with another policy and are not trained on (self-play opponents): behavior -> (mask, policy)
-        self.opponents: dict[str, tuple[np.ndarray, Policy]] = {}
+        self.collector = PPOCollector(self.learners, n_envs)
         self.timing = (0.0, 0.0)  # seconds waiting on env steps, seconds in updates (run_logs/timers.json)
-
-    # ------------------------------------------------------------------------------ rollout
-    @torch.inference_mode()
-    def _act(self, arrays: dict[str, np.ndarray]) -> None:
-        """Batched forward of every behavior's policy on all copies; writes actions and stores rows."""
-        for name, L in self.learners.items():
-            b = L.spec
-            obs_np = arrays[f"{name}/obs"]
-            obs = torch.from_numpy(obs_np).reshape(self.E * b.n_agents, -1)
-            mask_np = arrays.get(f"{name}/mask")
-            mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1) if mask_np is not None else None
-            d, c, logp = L.actor.act(obs, L.ids, mask)  # (values: batched over the rollout in the update)
-            row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy()}
-            if d is not None:
-                d_np = d.view(self.E, b.n_agents, -1).numpy()
-                arrays[f"{name}/act_d"][...] = d_np
-                row["act_d"], row["mask"] = d_np, mask_np
-            if c is not None:
-                c_np = c.view(self.E, b.n_agents, -1).numpy()
-                arrays[f"{name}/act_c"][...] = scale_continuous(c_np)  # ML-Agents' action clipping
-                row["act_c"] = c_np
-            if L.state_rows is not None:
-                L.state_rows[L.buffer.t] = arrays["state"]
-            # opponent slots (self-play) act with the opponent's policy; only learning slots are stored
-            opp = self.opponents.get(name)
-            if opp is not None and opp[1] is not None:
-                act_rows(opp[1], arrays, b, arrays[f"{name}/active"] & opp[0][None, :], deterministic=False)
-            L.buffer.add_decisions(arrays[f"{name}/active"] & L.learning, **row)
-
-    @torch.inference_mode()
-    def _after_step(self, arrays: dict[str, np.ndarray]) -> None:
-        """Credit rewards to open decisions; close ended episodes, bootstrapping truncations."""
-        final_state = None
-        for name, L in self.learners.items():
-            rew = arrays[f"{name}/reward"] * L.strength
-            L.buffer.add_reward(rew)
-            term, trunc = arrays[f"{name}/terminated"], arrays[f"{name}/truncated"]
-            if not (term.any() or trunc.any()):
-                continue
-            boot = None
-            if trunc.any():
-                if final_state is None:
-                    final_state = torch.from_numpy(arrays["final_state"].copy())
-                fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1)
-                boot = (L.gamma * L.values(fin, final_state)).view(self.E, L.spec.n_agents).numpy() * trunc
-            L.buffer.end_episodes(term | trunc, boot)
 
     def collect_and_train(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, dict[str, float]]]:
         """Collect one rollout from ``venv`` and update every behavior that is still training.
@@ -384,34 +475,12 @@ class PPOTrainer(Trainer):
         Returns:
             ``(env steps taken = T * E, {behavior: update scalars})``.
         """
-        arrays = venv.arrays
-        for L in self.learners.values():
-            L.buffer.reset()
-        t, t_env = 0, 0.0
-        while True:
-            self._act(arrays)
-            t0 = time.perf_counter()
-            finished = venv.step()
-            t_env += time.perf_counter() - t0
-            for _, stats in finished:
-                if on_episode is not None:
-                    on_episode(_, stats)
-            if on_step is not None:
-                on_step(arrays, finished, step + (t + 1) * self.E)
-            self._after_step(arrays)
-            t += 1
-            if all(L.buffer.count >= L.hp.buffer_size or L.buffer.t >= L.capacity for L in self.learners.values()):
-                break
-        steps = t * self.E
+        steps, rollouts, t_env = self.collector.collect(venv, step, on_episode, on_step)
         logs = {}
-        with torch.inference_mode():
-            state = torch.from_numpy(arrays["state"].copy())
-            boots = {n: L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state)
-                     .view(self.E, L.spec.n_agents).clone() for n, L in self.learners.items()}
         t0 = time.perf_counter()
         for name, L in self.learners.items():
             if step < L.settings.max_steps:
-                logs[name] = L.update(step + steps, boots[name])
+                logs[name] = L.update(step + steps, rollouts[name])
         self.timing = (self.timing[0] + t_env, self.timing[1] + time.perf_counter() - t0)
         return steps, logs
 
@@ -432,9 +501,7 @@ class PPOTrainer(Trainer):
     def set_opponents(self, behavior: str, slots: np.ndarray, policy: Policy | None) -> None:
         """Slots ``slots`` (bool ``[A]``) of ``behavior`` act with ``policy`` (sampled) and are not trained on;
         the other slots act with the learner and are (``policy=None`` with no slots: all learn)."""
-        slots = np.asarray(slots, np.bool_)
-        self.learners[behavior].learning[...] = ~slots[None, :]
-        self.opponents[behavior] = (slots, policy)
+        self.collector.set_opponents(behavior, slots, policy)
 
 
 # ------------------------------------------------------------------------------------ inference
