@@ -123,7 +123,7 @@ def test_continuous_actions_are_refused_with_a_clear_error(tmp_path):
     data = _qmix_config(tmp_path, env_path="mpe2.simple_spread_v3",
                         env_kwargs={"N": 2, "max_cycles": 5, "continuous_actions": True})
     cfg = parse_config(data, "x.yaml")
-    with pytest.raises(ConfigError, match="qmix needs one discrete action branch"):
+    with pytest.raises(ConfigError, match="qmix does not handle continuous actions"):
         train(cfg, prepare_run_dir(cfg), console=None, tensorboard=False)
 
 

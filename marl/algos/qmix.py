@@ -213,7 +213,8 @@ def agent_inputs(obs: torch.Tensor, last_action: torch.Tensor | None, agent_ids:
 
 # ------------------------------------------------------------------------------------ learner
 class QLearner:
-    """One behavior's agent network, mixer, targets, optimiser, replay and in-progress episodes.
+    """One behavior's agent network, mixer, targets, optimiser and episode replay (learning only;
+    acting and recording whole episodes is :class:`QCollector`'s).
 
     Args:
         spec: the behavior (one discrete action branch).
@@ -264,86 +265,12 @@ class QLearner:
                   "action": ((self.A,), np.dtype(np.int64)), "reward": ((), f32), "terminated": ((), f32)}
         rows = (hp.max_episode_length + 1) if hp.max_episode_length else 32
         self.buffer = EpisodeReplayBuffer(hp.buffer_size, fields, rows)
-        self.recorder = EpisodeRecorder(n_envs, fields, rows)
+        self.fields, self.rows = fields, rows
         self.rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
-        self.hidden = torch.zeros(n_envs * self.A, hp.rnn_hidden_dim, device=device)
-        self.last_action = np.zeros((n_envs, self.A, self.n_actions), np.float32)
-        self.participating = np.zeros((n_envs, self.A), np.bool_)
         self.reward_norm = RunningMeanStd((), clip=float("inf")).to(device) if hp.standardise_rewards else None
         self.updates = 0
         self.last_target_update = 0
         self.pending_episodes = 0
-
-    # ------------------------------------------------------------------------------ acting
-    @torch.inference_mode()
-    def act(self, arrays: dict[str, np.ndarray], epsilon: float) -> None:
-        """ε-greedy actions for every slot of every copy; writes ``act_d`` and records the step's row."""
-        name, E, A = self.spec.name, self.E, self.A
-        alive = arrays[f"{name}/alive"]
-        obs = arrays[f"{name}/obs"].reshape(E, A, self.O) * alive[..., None]
-        mask = arrays.get(f"{name}/mask")
-        mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
-        active = arrays[f"{name}/active"]
-        x = agent_inputs(torch.from_numpy(obs), torch.from_numpy(self.last_action) if self.hp.obs_last_action else None,
-                         self.ids).reshape(E * A, 1, -1).to(self.device)
-        q, self.hidden = self.agent(x, self.hidden)
-        a = epsilon_greedy(q[:, 0].cpu(), torch.from_numpy(mask).reshape(E * A, -1), epsilon).view(E, A).numpy()
-        a = np.where(active, a, 0)
-        arrays[f"{name}/act_d"][..., 0] = a
-        rec = self.recorder
-        rec.write("obs", obs)
-        rec.write("state", arrays["state"].reshape(E, -1))
-        rec.write("avail", mask)
-        rec.write("active", active.astype(np.float32))
-        rec.write("action", a)
-        self.last_action = np.eye(self.n_actions, dtype=np.float32)[a] * active[..., None]
-        self.participating = alive.copy()
-
-    def after_step(self, arrays: dict[str, np.ndarray], finished: np.ndarray) -> int:
-        """Record the step's team reward; close finished episodes (bool ``[E]``) and full segments
-        into the replay buffer. Returns the number of episodes/segments stored."""
-        name, E, A, rec = self.spec.name, self.E, self.A, self.recorder
-        rew = arrays[f"{name}/reward"] * self.strength
-        part = self.participating
-        team = (rew * part).sum(-1)
-        if self.hp.team_reward == "mean":
-            team = team / np.maximum(part.sum(-1), 1)
-        rec.write("reward", team.astype(np.float32))
-        trunc = arrays[f"{name}/truncated"]
-        if finished.any():
-            # the episode is terminal for the team unless some agent was cut by the time limit
-            rec.write("terminated", (~trunc.any(-1)).astype(np.float32), where=finished)
-        rec.advance()
-        cut = np.zeros(E, np.bool_)
-        if self.hp.max_episode_length:
-            cut = ~finished & (rec.t >= self.hp.max_episode_length)
-        if not (finished.any() or cut.any()):
-            return 0
-        # bootstrap row: final observations of truncated agents / the current ones at a segment cut
-        if finished.any():
-            fin_obs = arrays[f"{name}/final_obs"].reshape(E, A, self.O) * trunc[..., None]
-            rec.write("obs", fin_obs, where=finished)
-            rec.write("state", arrays["final_state"].reshape(E, -1), where=finished)
-            rec.write("avail", np.ones((E, A, self.n_actions), np.float32), where=finished)
-            rec.write("active", trunc.astype(np.float32), where=finished)
-        if cut.any():
-            alive = arrays[f"{name}/alive"]
-            mask = arrays.get(f"{name}/mask")
-            mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
-            rec.write("obs", arrays[f"{name}/obs"].reshape(E, A, self.O) * alive[..., None], where=cut)
-            rec.write("state", arrays["state"].reshape(E, -1), where=cut)
-            rec.write("avail", mask, where=cut)
-            rec.write("active", arrays[f"{name}/active"].astype(np.float32), where=cut)
-        ended = finished | cut
-        for e in np.flatnonzero(ended):
-            episode, n = rec.take(int(e))
-            if n > 0:
-                self.buffer.add(episode, n)
-            self.last_action[e] = 0.0
-        with torch.inference_mode():  # the GRU state of the new episodes starts at zero
-            keep = torch.from_numpy(np.repeat(~ended, A).astype(np.float32)).to(self.device)
-            self.hidden = self.hidden * keep[:, None]
-        return int(ended.sum())
 
     # ------------------------------------------------------------------------------ update
     def _q_values(self, net: AgentQNetwork, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -450,6 +377,143 @@ class QLearner:
             self.rng.bit_generator.state = state["rng"]
 
 
+class QActing:
+    """Acting for one QMIX/VDN behavior: ε-greedy over the agent network (GRU state per copy and slot)
+    and whole-episode recording for the replay buffer.
+
+    Args:
+        learner: the behavior's :class:`QLearner` (its agent network acts; a remote runner would hold a copy).
+        n_envs: env copies ``E``.
+    """
+
+    def __init__(self, learner: "QLearner", n_envs: int):
+        L = learner
+        self.L, self.spec, self.hp, self.device = L, L.spec, L.hp, L.device
+        self.E, self.A, self.O, self.n_actions, self.strength = n_envs, L.A, L.O, L.n_actions, L.strength
+        self.agent, self.ids = L.agent, L.ids
+        self.recorder = EpisodeRecorder(n_envs, L.fields, L.rows)
+        self.hidden = torch.zeros(n_envs * self.A, self.hp.rnn_hidden_dim, device=self.device)
+        self.last_action = np.zeros((n_envs, self.A, self.n_actions), np.float32)
+        self.participating = np.zeros((n_envs, self.A), np.bool_)
+
+    @torch.inference_mode()
+    def act(self, arrays: dict[str, np.ndarray], epsilon: float) -> None:
+        """ε-greedy actions for every slot of every copy; writes ``act_d`` and records the step's row."""
+        name, E, A = self.spec.name, self.E, self.A
+        alive = arrays[f"{name}/alive"]
+        obs = arrays[f"{name}/obs"].reshape(E, A, self.O) * alive[..., None]
+        mask = arrays.get(f"{name}/mask")
+        mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
+        active = arrays[f"{name}/active"]
+        x = agent_inputs(torch.from_numpy(obs), torch.from_numpy(self.last_action) if self.hp.obs_last_action else None,
+                         self.ids).reshape(E * A, 1, -1).to(self.device)
+        q, self.hidden = self.agent(x, self.hidden)
+        a = epsilon_greedy(q[:, 0].cpu(), torch.from_numpy(mask).reshape(E * A, -1), epsilon).view(E, A).numpy()
+        a = np.where(active, a, 0)
+        arrays[f"{name}/act_d"][..., 0] = a
+        rec = self.recorder
+        rec.write("obs", obs)
+        rec.write("state", arrays["state"].reshape(E, -1))
+        rec.write("avail", mask)
+        rec.write("active", active.astype(np.float32))
+        rec.write("action", a)
+        self.last_action = np.eye(self.n_actions, dtype=np.float32)[a] * active[..., None]
+        self.participating = alive.copy()
+
+    def after_step(self, arrays: dict[str, np.ndarray], finished: np.ndarray) -> list[tuple[dict, int]]:
+        """Record the step's team reward; close finished episodes (bool ``[E]``) and full segments.
+        Returns the closed episodes/segments as ``(episode rows, length)`` for the replay buffer."""
+        name, E, A, rec = self.spec.name, self.E, self.A, self.recorder
+        rew = arrays[f"{name}/reward"] * self.strength
+        part = self.participating
+        team = (rew * part).sum(-1)
+        if self.hp.team_reward == "mean":
+            team = team / np.maximum(part.sum(-1), 1)
+        rec.write("reward", team.astype(np.float32))
+        trunc = arrays[f"{name}/truncated"]
+        if finished.any():
+            # the episode is terminal for the team unless some agent was cut by the time limit
+            rec.write("terminated", (~trunc.any(-1)).astype(np.float32), where=finished)
+        rec.advance()
+        cut = np.zeros(E, np.bool_)
+        if self.hp.max_episode_length:
+            cut = ~finished & (rec.t >= self.hp.max_episode_length)
+        if not (finished.any() or cut.any()):
+            return []
+        # bootstrap row: final observations of truncated agents / the current ones at a segment cut
+        if finished.any():
+            fin_obs = arrays[f"{name}/final_obs"].reshape(E, A, self.O) * trunc[..., None]
+            rec.write("obs", fin_obs, where=finished)
+            rec.write("state", arrays["final_state"].reshape(E, -1), where=finished)
+            rec.write("avail", np.ones((E, A, self.n_actions), np.float32), where=finished)
+            rec.write("active", trunc.astype(np.float32), where=finished)
+        if cut.any():
+            alive = arrays[f"{name}/alive"]
+            mask = arrays.get(f"{name}/mask")
+            mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
+            rec.write("obs", arrays[f"{name}/obs"].reshape(E, A, self.O) * alive[..., None], where=cut)
+            rec.write("state", arrays["state"].reshape(E, -1), where=cut)
+            rec.write("avail", mask, where=cut)
+            rec.write("active", arrays[f"{name}/active"].astype(np.float32), where=cut)
+        ended = finished | cut
+        done = []
+        for e in np.flatnonzero(ended):
+            episode, n = rec.take(int(e))
+            if n > 0:
+                done.append((episode, n))
+            self.last_action[e] = 0.0
+        with torch.inference_mode():  # the GRU state of the new episodes starts at zero
+            keep = torch.from_numpy(np.repeat(~ended, A).astype(np.float32)).to(self.device)
+            self.hidden = self.hidden * keep[:, None]
+        return done
+
+
+
+class QCollector:
+    """Acting apart from learning for QMIX/VDN: one batched GRU forward per behavior and env step over all
+    copies; returns whole episodes (or ``max_episode_length`` segments) for the replay buffers.
+
+    Args:
+        learners: behavior -> :class:`QLearner`.
+        n_envs: env copies ``E``.
+    """
+
+    def __init__(self, learners: dict[str, "QLearner"], n_envs: int):
+        self.E = n_envs
+        self.acting = {name: QActing(L, n_envs) for name, L in learners.items()}
+
+    def collect(self, venv, step: int, epsilon, stop, on_episode=None, on_step=None
+                ) -> tuple[int, dict[str, list[tuple[dict, int]]]]:
+        """Step ``venv`` until ``stop(episodes so far)`` or ``QMIXTrainer.MAX_STEPS_PER_CALL`` env steps.
+
+        Args:
+            epsilon: ``epsilon(behavior, env step) -> float``.
+            stop: ``stop({behavior: [(episode, length)]}) -> bool``, checked after every vector step.
+
+        Returns:
+            ``(env steps taken, {behavior: closed episodes})``.
+        """
+        arrays = venv.arrays
+        episodes: dict[str, list[tuple[dict, int]]] = {name: [] for name in self.acting}
+        t = 0
+        while True:
+            for name, a in self.acting.items():
+                a.act(arrays, epsilon(name, step + t * self.E))
+            done = venv.step()
+            if on_step is not None:
+                on_step(arrays, done, step + (t + 1) * self.E)
+            finished = np.zeros(self.E, np.bool_)
+            for e, stats in done:
+                finished[e] = True
+                if on_episode is not None:
+                    on_episode(e, stats)
+            t += 1
+            for name, a in self.acting.items():
+                episodes[name].extend(a.after_step(arrays, finished))
+            if stop(episodes) or t * self.E >= QMIXTrainer.MAX_STEPS_PER_CALL:
+                return t * self.E, episodes
+
+
 class QMIXTrainer(Trainer):
     """QMIX (``trainer_type: qmix``) or VDN (``vdn``) over all behaviors of an env.
 
@@ -477,6 +541,7 @@ class QMIXTrainer(Trainer):
         state_size = int(np.prod(spec.state_shape))
         self.learners = {b.name: QLearner(b, state_size, cfg.behavior_settings(b.name), n_envs, device)
                          for b in spec.behaviors}
+        self.collector = QCollector(self.learners, n_envs)
         self.timing = (0.0, 0.0)
 
     def collect_and_train(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, dict[str, float]]]:
@@ -490,32 +555,26 @@ class QMIXTrainer(Trainer):
         Returns:
             ``(env steps taken, {behavior: mean scalars of this call's updates})``.
         """
-        arrays = venv.arrays
         t_env, t_upd = self.timing
         t0 = time.perf_counter()
         # Small recurrent nets: one intra-op thread is fastest, and on a loaded machine a thread
         # pool that spins on busy cores makes every update many times slower.
         torch.set_num_threads(1)
-        t = 0
-        while True:
-            for L in self.learners.values():
-                L.act(arrays, epsilon_at(L.hp, step + t * self.E))
-            done = venv.step()
-            if on_step is not None:
-                on_step(arrays, done, step + (t + 1) * self.E)
-            finished = np.zeros(self.E, np.bool_)
-            for e, stats in done:
-                finished[e] = True
-                if on_episode is not None:
-                    on_episode(e, stats)
-            t += 1
+
+        def stop(episodes) -> bool:
             ready = False
-            for L in self.learners.values():
-                L.pending_episodes += L.after_step(arrays, finished)
-                ready |= L.pending_episodes >= L.hp.update_interval and len(L.buffer) >= L.hp.batch_size
-            if ready or t * self.E >= self.MAX_STEPS_PER_CALL:
-                break
-        steps = t * self.E
+            for name, L in self.learners.items():
+                new = episodes[name]
+                ready |= (L.pending_episodes + len(new) >= L.hp.update_interval
+                          and len(L.buffer) + len(new) >= L.hp.batch_size)
+            return ready
+
+        steps, episodes = self.collector.collect(
+            venv, step, lambda name, s: epsilon_at(self.learners[name].hp, s), stop, on_episode, on_step)
+        for name, L in self.learners.items():
+            for episode, n in episodes[name]:
+                L.buffer.add(episode, n)
+            L.pending_episodes += len(episodes[name])
         t1 = time.perf_counter()
         logs: dict[str, dict[str, float]] = {}
         for name, L in self.learners.items():
