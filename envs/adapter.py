@@ -98,7 +98,8 @@ def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, s
     state_shape: tuple[int, ...] | None = None
     try:
         state_shape = tuple(np.asarray(env.state()).shape)
-    except (NotImplementedError, AttributeError):
+    except (NotImplementedError, AttributeError, TypeError, ValueError):  # no state(), or a non-callable attribute
+        # (pettingzoo.classic.rps_v2 keeps a dict named ``state``): use the observations concatenated
         pass
     if not state_shape:
         state_shape = (sum(b.n_agents * b.obs_size for b in behaviors),)
@@ -144,7 +145,7 @@ class ArrayEnv:
         self._has_state = True
         try:
             self.env.state()
-        except (NotImplementedError, AttributeError):
+        except (NotImplementedError, AttributeError, TypeError, ValueError):
             self._has_state = False
         # env.state() that is by definition the observations concatenated: take them from ``obs``
         self._state_from_obs = not supersuit and _state_is_obs_concat(self.env)
