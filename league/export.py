@@ -60,7 +60,16 @@ def export_top(league: League, top: int, dest: str, system: str) -> dict:
             raise PolicyFileError(f"player '{r.player}': '{path}' changed since registration (sha256 differs)")
         fname = r.player.replace("/", "__") + ".onnx"
         atomic_copy(path, os.path.join(dest, fname))
-        entries.append({"rank": r.rank, "player": r.player, "file": fname, "behavior": info.behavior,
+        slot_files = []  # a shared policy with an agent-id input: one brain per slot (<name>_agent<i>.onnx)
+        stem = os.path.splitext(path)[0]
+        i = 1
+        while os.path.isfile(f"{stem}_agent{i}.onnx"):
+            sib = f"{fname[:-5]}_agent{i}.onnx"
+            atomic_copy(f"{stem}_agent{i}.onnx", os.path.join(dest, sib))
+            slot_files.append(sib)
+            i += 1
+        entries.append({"rank": r.rank, "player": r.player, "file": fname, "slot_files": slot_files,
+                        "behavior": info.behavior,
                         "version": info.version, "rating": r.rating, "lower": r.lower, "upper": r.upper,
                         "games": r.games, "win_rate": r.win_rate, "sha256": digest, "source": path})
     manifest = {"league": league.config.name, "env_id": league.config.env.id, "system": system,

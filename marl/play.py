@@ -86,8 +86,8 @@ def act_rows(policy: Policy, arrays: dict[str, np.ndarray], spec, rows: np.ndarr
     Used by the play loop and by the trainers' collectors (self-play opponents).
 
     Args:
-        hidden: the policy's recurrent store ``[E, A, ...]`` for this behavior (read and updated in place),
-            or None.
+        hidden: the policy's recurrent store ``[E, A, ...]`` for this behavior (read only; the caller
+            stores the returned rows), or None.
         game_states: ``fn(copy indices) -> [state]`` for policies that need the game state.
 
     Returns:

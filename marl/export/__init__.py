@@ -6,12 +6,11 @@ plays such a file through the :class:`marl.policy.Policy` contract. The tensor c
 :mod:`marl.export.graph`; every export is checked in onnxruntime against the torch policy before
 it is written.
 
-Agent ids. Our shared actors take a one-hot agent id; a Unity agent feeds only ``obs_i``. The
-exported graph therefore holds the id of ONE slot as a constant (``agent_slot``, default 0;
-``marl-export --agent-slot N``): every agent that runs the file acts as the policy's agent N.
-Parameter sharing trains one policy to act from every slot, so slot 0 is the default brain of a
-behavior (what ``marl-learn`` writes); for scenes whose agents play distinct roles,
-``marl-export --all-slots`` also writes ``<name>_agent<i>.onnx`` per slot.
+Agent ids. A shared actor may take a one-hot agent id (``network_settings.agent_id``: on by default
+for PettingZoo/OpenSpiel seats, off for Unity behaviors); a Unity agent feeds only ``obs_i``. An
+id-taking policy's graph holds ONE slot's id as a constant (``agent_slot``); :func:`export_all_slots`
+(what ``marl-learn`` uses) writes slot 0 at the given path and ``<stem>_agent<i>.onnx`` for the other
+slots, and consumers pick the file by slot (``docs/unity_contract.md``, "Agent slots").
 
 Adding a trainer type. Name ``fn(payload, agent_slot) -> ExportPlan`` as the ``exporter`` of its
 entry in :mod:`marl.algos.registry` (imported on first use). The plan's ``core`` is an

@@ -1,11 +1,8 @@
 """Exporter for MAPPO / IPPO actors (:class:`marl.networks.Actor`).
 
-Agent id: the shared actor takes a one-hot agent id next to the observation. A Unity agent only
-feeds ``obs_i``, so the exported graph holds the id of one slot as a constant (``agent_slot``,
-default 0): every agent that runs the file acts as the policy's agent ``agent_slot``. With
-parameter sharing the policy is trained to act well from any slot, so slot 0 is the default
-brain for a behavior; ``marl-export --all-slots`` writes one file per slot for scenes whose
-agents play distinct roles.
+Agent id: a shared actor that takes a one-hot agent id gets the id of one slot as a constant
+(``agent_slot``): every agent that runs the file acts as that slot, so :func:`marl.export.export_all_slots`
+writes one file per slot. An actor without an id input (Unity behaviors by default) ignores ``agent_slot``.
 """
 from __future__ import annotations
 
