@@ -42,17 +42,66 @@ class EpisodeStats:
     info: dict[str, Any]
 
 
-def _obs_parts(space: spaces.Space) -> tuple[tuple[int, ...], bool]:
-    """(observation shape, whether the observation carries an ``action_mask``)."""
-    if isinstance(space, spaces.Dict):
-        if "observation" not in space.spaces:
-            raise EnvError(f"dict observations need an 'observation' key, got {list(space.spaces)}")
-        return tuple(space["observation"].shape), "action_mask" in space.spaces
+@dataclass(frozen=True)
+class ObsLayout:
+    """How one agent's PettingZoo observation becomes its row of the ``obs`` array.
+
+    Attributes:
+        shape: the row's shape (one sensor: its own shape; several: ``(sum of sizes,)``).
+        kind: ``"box"``, ``"discrete"`` (one-hot), ``"dict_obs"`` (``{"observation", "action_mask"}``)
+            or ``"multi"`` (a ``Tuple`` of sensors, or a ``Dict`` of sensors in sorted key order).
+        sensors: the sensors' shapes for ``"multi"`` (else empty).
+        keys: tuple indices or dict keys of the sensors, in order (``"multi"``).
+        has_mask: the observation carries an ``action_mask``.
+    """
+
+    shape: tuple[int, ...]
+    kind: str
+    sensors: tuple[tuple[int, ...], ...] = ()
+    keys: tuple = ()
+    has_mask: bool = False
+
+
+def _sensor_shape(space: spaces.Space, where: str) -> tuple[int, ...]:
     if isinstance(space, spaces.Box):
-        return tuple(space.shape), False
+        return tuple(int(d) for d in space.shape)
     if isinstance(space, spaces.Discrete):
-        return (int(space.n),), False  # one-hot encoded
-    raise EnvError(f"unsupported observation space {space}; expected Box, Discrete or Dict(observation=...)")
+        return (int(space.n),)  # one-hot encoded
+    raise EnvError(f"unsupported observation space {space} at {where}; each sensor must be a Box or Discrete")
+
+
+def _obs_parts(space: spaces.Space) -> ObsLayout:
+    """The :class:`ObsLayout` of an observation space.
+
+    Accepted: ``Box``, ``Discrete`` (one-hot), ``Dict(observation=Box, action_mask=...)`` (PettingZoo
+    classic), and several sensors as ``Tuple(Box | Discrete, ...)`` (the Unity adapter's multi-sensor
+    agents) or ``Dict`` of them without an ``observation`` key (keys sorted; an ``action_mask`` key is
+    the mask).
+
+    Raises:
+        EnvError: any other space, naming it.
+    """
+    if isinstance(space, spaces.Dict):
+        has_mask = "action_mask" in space.spaces
+        if "observation" in space.spaces:
+            return ObsLayout(_sensor_shape(space["observation"], "observation"), "dict_obs", has_mask=has_mask)
+        keys = tuple(sorted(k for k in space.spaces if k != "action_mask"))
+        sensors = tuple(_sensor_shape(space[k], f"key '{k}'") for k in keys)
+    elif isinstance(space, spaces.Tuple):
+        keys, has_mask = tuple(range(len(space.spaces))), False
+        sensors = tuple(_sensor_shape(sp, f"index {i}") for i, sp in enumerate(space.spaces))
+    elif isinstance(space, spaces.Box):
+        return ObsLayout(tuple(int(d) for d in space.shape), "box")
+    elif isinstance(space, spaces.Discrete):
+        return ObsLayout((int(space.n),), "discrete")
+    else:
+        raise EnvError(f"unsupported observation space {space}; expected Box, Discrete, Dict(observation=...), or "
+                       "several sensors as a Tuple/Dict of Box")
+    if not sensors:
+        raise EnvError(f"observation space {space} has no sensors")
+    if len(sensors) == 1:
+        return ObsLayout(sensors[0], "multi", sensors, keys, has_mask)
+    return ObsLayout((sum(int(np.prod(x)) for x in sensors),), "multi", sensors, keys, has_mask)
 
 
 def _action_spec(space: spaces.Space) -> ActionSpec:
@@ -88,13 +137,15 @@ def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, s
         groups.setdefault(behavior_map.get(agent, behavior_of(agent)), []).append(agent)
     behaviors = []
     for name, agents in groups.items():
-        obs_shape, _ = _obs_parts(env.observation_space(agents[0]))
+        layout = _obs_parts(env.observation_space(agents[0]))
         action = _action_spec(env.action_space(agents[0]))
         for a in agents[1:]:
-            if _obs_parts(env.observation_space(a))[0] != obs_shape or _action_spec(env.action_space(a)) != action:
+            if _obs_parts(env.observation_space(a)) != layout or _action_spec(env.action_space(a)) != action:
                 raise EnvError(f"env '{env_id}': agents '{agents[0]}' and '{a}' of behavior '{name}' have different "
                                "spaces; give them different behaviors in env_settings.behavior_map")
-        behaviors.append(BehaviorSpec(name, tuple(agents), obs_shape, action, tuple(team_of(a) for a in agents)))
+        sensors = layout.sensors if len(layout.sensors) > 1 else ()
+        behaviors.append(BehaviorSpec(name, tuple(agents), layout.shape, action, tuple(team_of(a) for a in agents),
+                                      sensors))
     state_shape: tuple[int, ...] | None = None
     try:
         state_shape = tuple(np.asarray(env.state()).shape)
@@ -155,9 +206,7 @@ class ArrayEnv:
         self.out = out if out is not None else {k: np.zeros(s, d) for k, (s, d) in layout.items()}
         # slot lookup: agent -> (behavior, slot index)
         self._slot = {a: (b.name, i) for b in self.spec.behaviors for i, a in enumerate(b.agents)}
-        self._dict_obs = {b.name: _obs_parts(self.env.observation_space(b.agents[0]))[1] for b in self.spec.behaviors}
-        self._onehot_obs = {b.name: isinstance(self.env.observation_space(b.agents[0]), spaces.Discrete)
-                            for b in self.spec.behaviors}
+        self._layout = {b.name: _obs_parts(self.env.observation_space(b.agents[0])) for b in self.spec.behaviors}
         self._episode_returns = {b.name: np.full(b.n_agents, np.nan, np.float32) for b in self.spec.behaviors}
         self._state_parts = [(*self._slot[a], self.spec.behavior(self._slot[a][0]).obs_size) for a in self.env.possible_agents]
         self._episode_len = 0
@@ -183,15 +232,29 @@ class ArrayEnv:
     def _write_obs(self, agent: str, obs: Any, info: dict | None) -> None:
         name, i = self._slot[agent]
         o = self.out
-        if self._dict_obs[name]:
+        lay = self._layout[name]
+        if lay.kind == "box":
+            o[f"{name}/obs"][i] = obs
+        elif lay.kind == "dict_obs":
             o[f"{name}/obs"][i] = obs["observation"]
             if "action_mask" in obs and f"{name}/mask" in o:
                 o[f"{name}/mask"][i] = obs["action_mask"]
-        elif self._onehot_obs[name]:
+        elif lay.kind == "discrete":
             o[f"{name}/obs"][i] = 0.0
             o[f"{name}/obs"][i, int(obs)] = 1.0
-        else:
-            o[f"{name}/obs"][i] = obs
+        else:  # several sensors: flattened and concatenated in sensor order
+            dst, off = o[f"{name}/obs"][i].reshape(-1), 0
+            for key, shape in zip(lay.keys, lay.sensors):
+                size = int(np.prod(shape))
+                part = obs[key]
+                if np.ndim(part) == 0 and size > 1:  # a Discrete sensor: one-hot
+                    dst[off:off + size] = 0.0
+                    dst[off + int(part)] = 1.0
+                else:
+                    dst[off:off + size] = np.asarray(part, np.float32).reshape(-1)
+                off += size
+            if lay.has_mask and isinstance(obs, dict) and f"{name}/mask" in o:
+                o[f"{name}/mask"][i] = obs["action_mask"]
         if info and "action_mask" in info and f"{name}/mask" in o:
             o[f"{name}/mask"][i] = info["action_mask"]
 

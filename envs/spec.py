@@ -48,6 +48,8 @@ class BehaviorSpec:
         obs_shape: shape of one agent's observation (float32).
         action: the :class:`ActionSpec` shared by all its agents.
         teams: team id per slot (``Name?team=N``; 0 when the env has no teams).
+        sensor_shapes: shapes of the sensors when there are several (a ``Tuple`` or ``Dict`` observation
+            space); empty for one sensor. See :attr:`sensors`.
     """
 
     name: str
@@ -55,10 +57,20 @@ class BehaviorSpec:
     obs_shape: tuple[int, ...]
     action: ActionSpec
     teams: tuple[int, ...] = ()
+    sensor_shapes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def n_agents(self) -> int:
         return len(self.agents)
+
+    @property
+    def sensors(self) -> tuple[tuple[int, ...], ...]:
+        """Shape of each sensor, in the agent's sensor order (ML-Agents: one ``obs_i`` per sensor).
+
+        With several sensors the observation array holds them flattened and concatenated in this
+        order (``obs_shape == (sum of sizes,)``); with one, it is that sensor's own shape.
+        """
+        return self.sensor_shapes or (tuple(self.obs_shape),)
 
     @property
     def obs_size(self) -> int:

@@ -12,7 +12,8 @@ ML-Agents' visual encoders (``network_settings.vis_encode_type``; ML-Agents
 ``mlagents/trainers/torch_entities/encoders.py``): ``simple``, ``nature_cnn``, ``resnet``,
 ``match3`` (small boards) or ``fully_connected``. An image smaller than the chosen encoder's
 minimum (simple 20, nature_cnn 36, resnet 15, match3 5 pixels; ML-Agents raises instead) is
-flattened into the MLP, as are observations made of several sensors.
+flattened into the MLP with a one-line warning. Agents with several sensors get one encoder per
+sensor (:class:`ObservationEncoder`: images through the visual encoder, vectors as they are).
 """
 from __future__ import annotations
 
@@ -96,17 +97,76 @@ class VisualEncoder(nn.Module):
             dense.weight.mul_(1.41)
         nn.init.zeros_(dense.bias)
         self.dense = nn.Sequential(dense, nn.ReLU() if kind == "resnet" else lrelu())
+        self.out_size = hidden
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.dense(self.conv(obs.reshape(obs.shape[0], *self.shape)))
 
 
-def make_encoder(obs_shape: tuple[int, ...] | None, net: NetworkSettings) -> VisualEncoder | None:
-    """The visual encoder for a single ``[C, H, W]`` observation, or None (the MLP takes the flat obs).
+class ObservationEncoder(nn.Module):
+    """ML-Agents' ``ObservationEncoder`` for agents with several sensors: one encoder per sensor,
+    encodings concatenated (``mlagents/trainers/torch_entities/networks.py``).
 
-    None also when the image is smaller than the encoder's minimum (see the module docstring).
+    Input: the flat observation float32 ``[B, sum(sensor sizes)]`` (sensors flattened and
+    concatenated in sensor order, as the env layer writes them). Image sensors ``[C, H, W]`` go
+    through :class:`VisualEncoder` (``hidden_units`` features each); vector sensors pass through as
+    they are. Output float32 ``[B, out_size]``.
     """
-    if obs_shape is None or len(obs_shape) != 3 or min(obs_shape[1:]) < MIN_RESOLUTION[net.vis_encode_type]:
+
+    def __init__(self, sensors: tuple[tuple[int, ...], ...], net: NetworkSettings):
+        super().__init__()
+        self.sizes = [int(torch.Size(s).numel()) for s in sensors]
+        encs: list[nn.Module] = []
+        self.out_size = 0
+        for shape in sensors:
+            if _image_ok(shape, net):
+                encs.append(VisualEncoder(tuple(shape), net.vis_encode_type, net.hidden_units))
+                self.out_size += net.hidden_units
+            else:
+                encs.append(nn.Identity())
+                self.out_size += int(torch.Size(shape).numel())
+        self.encoders = nn.ModuleList(encs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(obs, self.sizes, dim=1)
+        return torch.cat([enc(p) for enc, p in zip(self.encoders, parts)], -1)
+
+
+def _image_ok(shape: tuple[int, ...], net: NetworkSettings, warn: bool = True) -> bool:
+    """True for a ``[C, H, W]`` image the chosen encoder can take; a smaller image warns (one line) and
+    is flattened into the dense layers."""
+    if len(shape) != 3:
+        return False
+    need = MIN_RESOLUTION[net.vis_encode_type]
+    if min(shape[1:]) < need:
+        if warn:
+            import warnings
+
+            warnings.warn(f"image sensor {list(shape)} is smaller than vis_encode_type '{net.vis_encode_type}' takes "
+                          f"({need}x{need} pixels): flattened into the dense layers ({int(torch.Size(shape).numel())} "
+                          "inputs); pick a smaller encoder (match3: 5, resnet: 15, simple: 20) to keep it an image",
+                          stacklevel=3)
+        return False
+    return True
+
+
+def make_encoder(obs_shape: tuple[int, ...] | None, net: NetworkSettings,
+                 sensors: tuple[tuple[int, ...], ...] | None = None) -> nn.Module | None:
+    """The observation encoder, or None when the dense layers take the flat observation as it is.
+
+    * one ``[C, H, W]`` sensor: its :class:`VisualEncoder` (``hidden_units`` features);
+    * several sensors with at least one image: an :class:`ObservationEncoder`;
+    * otherwise (vectors only, or images below the encoder's minimum, which warn): None.
+
+    Every returned module has ``out_size``.
+    """
+    if sensors is not None and len(sensors) > 1:
+        if not any(_image_ok(tuple(s), net, warn=False) for s in sensors):
+            for s in sensors:
+                _image_ok(tuple(s), net)  # the warning for small images
+            return None
+        return ObservationEncoder(tuple(tuple(s) for s in sensors), net)
+    if obs_shape is None or not _image_ok(tuple(obs_shape), net):
         return None
     return VisualEncoder(tuple(obs_shape), net.vis_encode_type, net.hidden_units)
 
@@ -141,12 +201,12 @@ class Actor(nn.Module):
     """
 
     def __init__(self, obs_size: int, n_agents: int, action: ActionSpec, net: NetworkSettings,
-                 obs_shape: tuple[int, ...] | None = None):
+                 obs_shape: tuple[int, ...] | None = None, sensors: tuple[tuple[int, ...], ...] | None = None):
         super().__init__()
         self.obs_size, self.n_agents, self.action = obs_size, n_agents, action
         self.obs_norm = RunningMeanStd((obs_size,)) if net.normalize else None
-        self.encoder = make_encoder(obs_shape, net)
-        self.body = mlp((net.hidden_units if self.encoder is not None else obs_size) + n_agents, net)
+        self.encoder = make_encoder(obs_shape, net, sensors)
+        self.body = mlp((self.encoder.out_size if self.encoder is not None else obs_size) + n_agents, net)
         self.branches = list(action.discrete_branches)
         self.logits = _init(nn.Linear(net.hidden_units, sum(self.branches)), 0.01) if self.branches else None
         self.mu = _init(nn.Linear(net.hidden_units, action.continuous_size), 0.01) if action.continuous_size else None
@@ -225,11 +285,12 @@ class Critic(nn.Module):
     gets its own :class:`VisualEncoder`.
     """
 
-    def __init__(self, in_size: int, n_agents: int, net: NetworkSettings, in_shape: tuple[int, ...] | None = None):
+    def __init__(self, in_size: int, n_agents: int, net: NetworkSettings, in_shape: tuple[int, ...] | None = None,
+                 sensors: tuple[tuple[int, ...], ...] | None = None):
         super().__init__()
         self.n_agents = n_agents
-        self.encoder = make_encoder(in_shape, net)
-        self.body = mlp((net.hidden_units if self.encoder is not None else in_size) + n_agents, net)
+        self.encoder = make_encoder(in_shape, net, sensors)
+        self.body = mlp((self.encoder.out_size if self.encoder is not None else in_size) + n_agents, net)
         self.v = _init(nn.Linear(net.hidden_units, 1), 1.0)
 
     def forward(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:

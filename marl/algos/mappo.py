@@ -120,9 +120,9 @@ class PPOLearner:
         self.strength = settings.reward_signals.extrinsic.strength
         A, net = spec.n_agents, settings.network_settings
         self.n_ids = A if uses_agent_id(net, spec_env_id) else 0  # one-hot id width (0 = no id input)
-        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape).to(device)
+        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape, spec.sensors).to(device)
         self.critic = Critic(state_size if centralised else spec.obs_size, self.n_ids, net,
-                             None if centralised else spec.obs_shape).to(device)
+                             None if centralised else spec.obs_shape, None if centralised else spec.sensors).to(device)
         self.value_norm = ValueNorm().to(device) if self.hp.use_value_norm else None
         self.actor_opt = _adam(self.actor.parameters(), self.hp.learning_rate, self.hp.adam_eps)
         self.critic_opt = _adam(self.critic.parameters(), self.hp.critic_learning_rate or self.hp.learning_rate,
@@ -525,15 +525,16 @@ class TorchActorPolicy(Policy):
         self.name = str(path)
         state = ck["trainer"]["actor"]
         # checkpoints from before the visual encoders have no "encoder.*" weights: flat MLP, as trained
-        shape = self.spec.obs_shape if any(k.startswith("encoder.") for k in state) else None
+        has_encoder = any(k.startswith("encoder.") for k in state)
+        shape = self.spec.obs_shape if has_encoder else None
+        sensors = self.spec.sensors if has_encoder else None
         net = NetworkSettings.model_validate(ck["network_settings"])
         # the id width is read from the weights (checkpoints before the agent_id setting always had ids)
-        n_ids = self.spec.n_agents
-        self.actor = Actor(self.spec.obs_size, n_ids, self.spec.action, net, shape)
+        self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action, net, shape, sensors)
         try:
             self.actor.load_state_dict(state)
         except RuntimeError:
-            self.actor = Actor(self.spec.obs_size, 0, self.spec.action, net, shape)
+            self.actor = Actor(self.spec.obs_size, 0, self.spec.action, net, shape, sensors)
             self.actor.load_state_dict(state)
         self.actor.eval()
 

@@ -642,13 +642,6 @@ class QPolicy(Policy):
         new_hidden = torch.cat([h_new, F.one_hot(a, self.n_actions).float()], -1).numpy()
         return a[:, None].numpy().astype(np.int64), None, new_hidden
 
-    def reset_hidden(self, hidden, rows: np.ndarray):
-        if hidden is None:
-            return None
-        hidden = np.array(hidden, copy=True)
-        hidden[np.asarray(rows, bool)] = 0.0
-        return hidden
-
 
 # ------------------------------------------------------------------------------------ ONNX export
 class QCore(nn.Module):

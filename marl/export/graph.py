@@ -29,6 +29,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from marl.policy import scale_continuous
+
 MODEL_EXPORT_VERSION = 3.0
 OPSET = 9
 BATCH = "batch"
@@ -144,10 +146,10 @@ class UnityPolicyGraph(nn.Module):
                                              else self.core(flat, memory))
         out: list[torch.Tensor] = [self.version_number, self.memory_size_vector]
         if self.continuous_size:
-            det = torch.clamp(mean, -3, 3) / 3
+            det = scale_continuous(mean)
             if self.stochastic:
                 sample = mean + torch.randn_like(mean) * torch.exp(log_std)
-                out += [torch.clamp(sample, -3, 3) / 3]
+                out += [scale_continuous(sample)]
             else:
                 out += [det]
             out += [self.continuous_act_size_vector, det]

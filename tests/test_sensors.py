@@ -1,0 +1,150 @@
+"""Agents with several sensors: the env layer's layout, ML-Agents' per-sensor encoders, training and the ONNX inputs."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from envs.adapter import ArrayEnv
+from marl.checkpoint import FORMAT, spec_to_dict
+from marl.config import NetworkSettings
+from marl.networks import Actor, ObservationEncoder, VisualEncoder
+
+
+class SensorGame(ParallelEnv):
+    """Two agents, each with a camera ``[3, H, W]`` (or a vector) and a vector sensor; reward 1 when the
+    action equals the index of the brightest of 3 vertical stripes in the camera image (seeded)."""
+
+    metadata = {"name": "sensor_game"}
+
+    def __init__(self, size: int = 24, dict_obs: bool = False):
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.size, self.dict_obs = size, dict_obs
+        cam = spaces.Box(0.0, 1.0, (3, size, size), np.float32)
+        vec = spaces.Box(-1.0, 1.0, (5,), np.float32)
+        self._obs_space = spaces.Dict({"camera": cam, "vector": vec}) if dict_obs else spaces.Tuple((cam, vec))
+        self.rng = np.random.default_rng(0)
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return spaces.Discrete(3)
+
+    def _obs(self):
+        out = {}
+        self.target = {}
+        for a in self.possible_agents:
+            k = int(self.rng.integers(3))
+            img = np.zeros((3, self.size, self.size), np.float32)
+            w = self.size // 3
+            img[:, :, k * w:(k + 1) * w] = 1.0
+            vec = self.rng.uniform(-1, 1, 5).astype(np.float32)
+            self.target[a] = k
+            out[a] = {"camera": img, "vector": vec} if self.dict_obs else (img, vec)
+        return out
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return self._obs(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        rewards = {a: float(int(actions[a]) == self.target[a]) for a in self.agents}
+        self.t += 1
+        done = self.t >= 4
+        obs = self._obs()
+        terms = {a: False for a in self.agents}
+        truncs = {a: done for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, terms, truncs, {a: {} for a in self.possible_agents}
+
+
+def factory(**kw):
+    return SensorGame(**kw)
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_env_layer_concatenates_sensors_in_order(dict_obs):
+    env = ArrayEnv("test_sensors:factory", {"size": 6, "dict_obs": dict_obs})
+    b = env.spec.behavior("agent")
+    assert b.sensors == ((3, 6, 6), (5,)) and b.obs_shape == (3 * 36 + 5,)
+    raw = env.env._obs()  # what the env would send now; write it as the adapter does
+    for i, a in enumerate(b.agents):
+        env._write_obs(a, raw[a], None)
+        img, vec = (raw[a]["camera"], raw[a]["vector"]) if dict_obs else raw[a]
+        np.testing.assert_array_equal(env.out["agent/obs"][i], np.concatenate([img.ravel(), vec]))
+
+
+def test_observation_encoder_per_sensor_and_small_images_warn():
+    net = NetworkSettings(hidden_units=32, vis_encode_type="simple")
+    actor = Actor(3 * 24 * 24 + 5, 2, __import__("envs.spec", fromlist=["ActionSpec"]).ActionSpec((3,)), net,
+                  (3 * 24 * 24 + 5,), ((3, 24, 24), (5,)))
+    assert isinstance(actor.encoder, ObservationEncoder)
+    assert isinstance(actor.encoder.encoders[0], VisualEncoder) and actor.encoder.out_size == 32 + 5
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small = Actor(3 * 8 * 8 + 5, 2, actor.action, net, (3 * 8 * 8 + 5,), ((3, 8, 8), (5,)))
+    assert small.encoder is None  # flattened into the dense layers ...
+    msgs = [str(w.message) for w in caught]
+    assert any("image sensor [3, 8, 8] is smaller" in m and "flattened" in m for m in msgs), msgs  # ... with a warning
+
+
+def test_camera_and_vector_behavior_trains_through_the_cnn_and_exports_one_input_per_sensor(tmp_path):
+    from marl.algos.factory import make_trainer
+    from marl.export import export_all_slots
+    from marl.export.onnx_policy import OnnxPolicy
+    from marl.inference import load_policy
+    from envs.vector import VecEnv, default_factory
+    from marl_helpers import cfg_of
+
+    torch.manual_seed(0)
+    data = {"behaviors": {"agent": {"trainer_type": "ippo",
+                                    "hyperparameters": {"buffer_size": 256, "batch_size": 128, "num_epoch": 3,
+                                                        "learning_rate": 0.003, "learning_rate_schedule": "constant"},
+                                    "network_settings": {"hidden_units": 32, "vis_encode_type": "simple"},
+                                    "max_steps": 6000}},
+            "env_settings": {"env_path": "test_sensors:factory", "num_areas": 8, "seed": 1}}
+    cfg = cfg_of(data)
+    f = default_factory("test_sensors:factory", {})
+    probe = f(0, None)
+    spec = probe.spec
+    probe.close()
+    trainer = make_trainer(spec, cfg, 8, torch.device("cpu"))
+    actor = trainer.actor("agent")
+    assert isinstance(actor.encoder, ObservationEncoder)
+    n_cnn = sum(p.numel() for p in actor.encoder.encoders[0].parameters())
+    assert n_cnn > 1000  # the camera has its own convolutional encoder
+    venv = VecEnv(f, spec, 1, 8, seed=1)
+    rewards, step = [], 0
+    try:
+        while step < 6000:
+            n, _ = trainer.collect_and_train(venv, step, on_episode=lambda e, s: rewards.append(float(np.nanmean(s.returns["agent"]))))
+            step += n
+    finally:
+        venv.close()
+    early, late = np.mean(rewards[:50]), np.mean(rewards[-50:])
+    assert early < 2.0 and late > 3.0, (early, late)  # 4 steps, chance = 4/3; the stripe must be seen through the CNN
+    payload = {"format": FORMAT, "behavior": "agent", "trainer_type": "ippo", "step": step, "env_id": spec.env_id,
+               "behavior_spec": spec_to_dict(spec.behavior("agent")), "state_shape": list(spec.state_shape),
+               "network_settings": cfg.behavior_settings("agent").network_settings.model_dump(),
+               "trainer": trainer.state_dict("agent"), "extra": {}}
+    files = export_all_slots(payload, tmp_path / "agent.onnx")
+    onnx = OnnxPolicy(files[0])
+    assert onnx.sensor_shapes == [(3, 24, 24), (5,)]  # obs_0 = camera, obs_1 = vector, in sensor order
+    from marl.algos.mappo import TorchActorPolicy
+
+    ref = TorchActorPolicy(payload, tmp_path / "x.pt")
+    env = ArrayEnv("test_sensors:factory")
+    obs = env.out["agent/obs"]
+    idx = np.arange(2)
+    d_t, _, _ = ref.act(obs, idx)
+    d_o, _, _ = onnx.act(obs, idx)
+    np.testing.assert_array_equal(d_t, d_o)
