@@ -122,3 +122,39 @@ class RolloutBuffer:
         out.update(reward=torch.from_numpy(self.reward[:t]).to(device), done=torch.from_numpy(self.done[:t]).to(device),
                    valid=torch.from_numpy(self.valid[:t]).to(device))
         return out
+
+
+def sequence_chunks(group: np.ndarray, t: np.ndarray, done: np.ndarray, seq_len: int) -> np.ndarray:
+    """Cut recorded decisions into training sequences for recurrent policies (ML-Agents / rMAPPO).
+
+    Each slot's decisions, in time order, are cut at every episode end and every ``seq_len``
+    decisions into an episode, so no sequence spans two episodes and each starts from the memory
+    stored with its first decision (zeros at an episode start). Reference: rMAPPO's
+    ``data_chunk_length`` chunks (marlbenchmark/on-policy ``SharedReplayBuffer.recurrent_generator``)
+    and ML-Agents' ``sequence_length`` (its trajectories are padded the same way).
+
+    Args:
+        group: int64 ``[n]``: the slot (e.g. ``e * A + a``) of each decision.
+        t: int64 ``[n]``: its row (time) in the rollout.
+        done: bool/float ``[n]``: the slot's episode ended after this decision.
+        seq_len: decisions per sequence (``network_settings.memory.sequence_length``).
+
+    Returns:
+        int64 ``[N, seq_len]``: for each sequence the positions (into the ``n`` inputs) of its decisions
+        in order, ``-1`` where the sequence ended early (padding).
+    """
+    n = len(group)
+    if n == 0:
+        return np.zeros((0, seq_len), np.int64)
+    perm = np.lexsort((t, group))
+    g, dn = group[perm], np.asarray(done)[perm] > 0
+    ar = np.arange(n)
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    new_episode = new_group | np.r_[True, dn[:-1]]
+    pos_in_ep = ar - np.maximum.accumulate(np.where(new_episode, ar, 0))
+    new_chunk = new_episode | (pos_in_ep % seq_len == 0)
+    chunk = np.cumsum(new_chunk) - 1
+    pos = ar - np.maximum.accumulate(np.where(new_chunk, ar, 0))
+    out = np.full((int(chunk[-1]) + 1, seq_len), -1, np.int64)
+    out[chunk, pos] = perm
+    return out

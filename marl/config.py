@@ -17,7 +17,7 @@ Differences from ML-Agents (documented in the README):
 Every ML-Agents key either works, or is accepted only at the value that matches what we do (so the
 ``configuration.yaml`` ML-Agents writes loads unchanged: ``threaded: false``, ``init_path: null``,
 ``memory: null``, ...), or is refused with one line naming the key and why (``threaded: true``,
-``network_settings.memory``, ``reward_signals.curiosity``, ``behavioral_cloning``, ``self_play`` on a
+an odd ``memory_size``, ``reward_signals.curiosity``, ``behavioral_cloning``, ``self_play`` on a
 trainer without self-play ...). ``network_settings.goal_conditioning_type`` takes ML-Agents' values
 and has no effect (no env of ours has goal observations).
 """
@@ -139,8 +139,22 @@ def _registry():
 
 
 class MemorySettings(_Strict):
+    """ML-Agents' ``network_settings.memory``: an LSTM after the observation encoder.
+
+    ``memory_size`` is the size of the memory tensor ``concat(h, c)`` (so the LSTM has
+    ``memory_size / 2`` units, as ML-Agents' ``LSTM``); ``sequence_length`` is the length of the
+    training sequences in agent decisions (rMAPPO's ``data_chunk_length``).
+    """
+
     sequence_length: int = Field(64, gt=0)
     memory_size: int = Field(128, gt=0)
+
+    @field_validator("memory_size")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"memory_size must be even (the memory holds the LSTM's h and c halves), got {v}")
+        return v
 
 
 class NetworkSettings(_Strict):
@@ -150,7 +164,8 @@ class NetworkSettings(_Strict):
     ``agent_id``: whether a shared policy takes its agent's one-hot slot id (MAPPO's parameter sharing
     with ids); null = on, except for Unity behaviors (ML-Agents' agents of a behavior are
     interchangeable and a Unity agent can feed only its sensors, so an exported brain has no id
-    input). ``memory`` must be null (no LSTM policies yet), ``deterministic`` false (training samples
+    input). ``memory``: an LSTM policy and critic (:class:`MemorySettings`; MAPPO/IPPO; QMIX/VDN's agent
+    network is recurrent already and refuses it), ``deterministic`` false (training samples
     actions; evaluation and the exported ONNX act greedily); ``goal_conditioning_type`` takes
     ML-Agents' values and has no effect (no goal observations).
     """
@@ -168,13 +183,6 @@ class NetworkSettings(_Strict):
     agent_id: bool | None = Field(None, description="one-hot agent-id input of a shared policy (our addition); "
                                   "null = on for PettingZoo/OpenSpiel seats, off for Unity behaviors (as ML-Agents: "
                                   "a Unity agent feeds only its sensors)")
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _no_memory(cls, v: Any) -> Any:
-        if v is not None:
-            raise ValueError("memory (LSTM) policies are not supported yet; remove the key or set it to null")
-        return v
 
     @field_validator("goal_conditioning_type", mode="before")
     @classmethod

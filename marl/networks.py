@@ -207,43 +207,46 @@ class Actor(nn.Module):
         self.obs_norm = RunningMeanStd((obs_size,)) if net.normalize else None
         self.encoder = make_encoder(obs_shape, net, sensors)
         self.body = mlp((self.encoder.out_size if self.encoder is not None else obs_size) + n_agents, net)
+        self.memory_size = net.memory.memory_size if net.memory is not None else 0
+        self.lstm = make_lstm(net)
+        head_in = self.memory_size // 2 if self.lstm is not None else net.hidden_units
         self.branches = list(action.discrete_branches)
-        self.logits = _init(nn.Linear(net.hidden_units, sum(self.branches)), 0.01) if self.branches else None
-        self.mu = _init(nn.Linear(net.hidden_units, action.continuous_size), 0.01) if action.continuous_size else None
+        self.logits = _init(nn.Linear(head_in, sum(self.branches)), 0.01) if self.branches else None
+        self.mu = _init(nn.Linear(head_in, action.continuous_size), 0.01) if action.continuous_size else None
         self.log_std = nn.Parameter(torch.zeros(action.continuous_size)) if action.continuous_size else None
 
     def features(self, obs: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
+        """Encoder and dense layers: ``[B, obs_size]`` -> ``[B, hidden_units]`` (before any LSTM)."""
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
         if self.encoder is not None:
             obs = self.encoder(obs)
         return self.body(torch.cat([obs, agent_id], -1) if self.n_agents else obs)
 
-    def forward(self, obs: torch.Tensor, agent_id: torch.Tensor, mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Returns ``(masked logits [B, sum(branches)] | None, Gaussian mean [B, n_cont] | None)``."""
-        h = self.features(obs, agent_id)
+    def heads(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(masked logits [B, sum(branches)] | None, Gaussian mean [B, n_cont] | None)`` from the last features."""
         logits = self.logits(h) if self.logits is not None else None
         if logits is not None and mask is not None:
             logits = logits.masked_fill(mask < 0.5, -1e8)
         mean = self.mu(h) if self.mu is not None else None
         return logits, mean
 
+    def forward(self, obs: torch.Tensor, agent_id: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Returns ``(masked logits [B, sum(branches)] | None, Gaussian mean [B, n_cont] | None)``
+        (a recurrent actor starts from a zero memory here)."""
+        h = self.features(obs, agent_id)
+        if self.lstm is not None:
+            h, _ = lstm_step(self.lstm, h, torch.zeros(h.shape[0], self.memory_size, device=h.device))
+        return self.heads(h, mask)
+
     def _branch_logps(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """Log-probabilities per discrete branch (masked logits are -1e8, so their probability is 0)."""
         return [torch.log_softmax(l, -1) for l in torch.split(logits, self.branches, -1)]
 
-    def act(self, obs, agent_id, mask=None, deterministic: bool = False):
-        """Sample (or take the mode of) the policy.
-
-        Returns:
-            ``(discrete int64 [B, n_branches] | None, continuous float32 [B, n_cont] | None,
-            log_prob float32 [B])``. Continuous actions are raw Gaussian samples; the env layer
-            applies ML-Agents' ``clamp(a, -3, 3) / 3``. (Categorical sampling is done directly on
-            the log-probabilities: ``torch.distributions`` objects cost more than the network here.)
-        """
-        logits, mean = self(obs, agent_id, mask)
-        logp = torch.zeros(obs.shape[0], device=obs.device)
+    def _sample(self, logits, mean, deterministic: bool):
+        n = (logits if logits is not None else mean).shape[0]
+        logp = torch.zeros(n, device=(logits if logits is not None else mean).device)
         d = c = None
         if logits is not None:
             picks = []
@@ -258,10 +261,29 @@ class Actor(nn.Module):
             logp = logp + Normal(mean, std.expand_as(mean), validate_args=False).log_prob(c).sum(-1)
         return d, c, logp
 
-    def evaluate(self, obs, agent_id, mask, d, c) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log_prob [B], entropy [B])`` of given actions (``d`` int64 ``[B, n_branches]``, ``c`` ``[B, n_cont]``)."""
+    def act(self, obs, agent_id, mask=None, deterministic: bool = False):
+        """Sample (or take the mode of) the policy (a recurrent actor: from a zero memory).
+
+        Returns:
+            ``(discrete int64 [B, n_branches] | None, continuous float32 [B, n_cont] | None,
+            log_prob float32 [B])``. Continuous actions are raw Gaussian samples; the env layer
+            applies ML-Agents' ``clamp(a, -3, 3) / 3``. (Categorical sampling is done directly on
+            the log-probabilities: ``torch.distributions`` objects cost more than the network here.)
+        """
         logits, mean = self(obs, agent_id, mask)
-        logp = torch.zeros(obs.shape[0], device=obs.device)
+        return self._sample(logits, mean, deterministic)
+
+    def act_recurrent(self, obs, agent_id, mask, memory: torch.Tensor, deterministic: bool = False):
+        """One step of a recurrent actor: as :meth:`act`, from ``memory`` float32 ``[B, memory_size]``
+        (``concat(h, c)``; zeros at an episode start). Returns ``(d, c, log_prob, new memory [B, memory_size])``."""
+        h, memory = lstm_step(self.lstm, self.features(obs, agent_id), memory)
+        logits, mean = self.heads(h, mask)
+        d, c, logp = self._sample(logits, mean, deterministic)
+        return d, c, logp, memory
+
+    def _logp_entropy(self, logits, mean, d, c) -> tuple[torch.Tensor, torch.Tensor]:
+        n = (logits if logits is not None else mean).shape[0]
+        logp = torch.zeros(n, device=(logits if logits is not None else mean).device)
         ent = torch.zeros_like(logp)
         if logits is not None:
             for k, lp in enumerate(self._branch_logps(logits)):
@@ -272,6 +294,53 @@ class Actor(nn.Module):
             logp = logp + normal.log_prob(c).sum(-1)
             ent = ent + normal.entropy().sum(-1)
         return logp, ent
+
+    def evaluate(self, obs, agent_id, mask, d, c) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_prob [B], entropy [B])`` of given actions (``d`` int64 ``[B, n_branches]``, ``c`` ``[B, n_cont]``)."""
+        logits, mean = self(obs, agent_id, mask)
+        return self._logp_entropy(logits, mean, d, c)
+
+    def evaluate_sequences(self, obs, agent_id, mask, d, c, memory0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_prob, entropy)`` float32 ``[N, L]`` of recorded sequences (recurrent actors).
+
+        Args:
+            obs: float32 ``[N, L, obs_size]``; agent_id ``[N, L, n_ids]``; mask ``[N, L, sum(branches)]`` or None;
+                d int64 ``[N, L, n_branches]`` or None; c float32 ``[N, L, n_cont]`` or None.
+            memory0: float32 ``[N, memory_size]``: the stored memory at each sequence's first step.
+
+        Padded steps (after a sequence's end) produce values the caller masks out.
+        """
+        N, L = obs.shape[:2]
+        h = self.features(obs.reshape(N * L, -1), agent_id.reshape(N * L, -1)).reshape(N, L, -1)
+        out = lstm_sequence(self.lstm, h, memory0).reshape(N * L, -1)
+        logits, mean = self.heads(out, None if mask is None else mask.reshape(N * L, -1))
+        logp, ent = self._logp_entropy(logits, mean, None if d is None else d.reshape(N * L, -1),
+                                       None if c is None else c.reshape(N * L, -1))
+        return logp.reshape(N, L), ent.reshape(N, L)
+
+
+def make_lstm(net: NetworkSettings) -> nn.LSTM | None:
+    """ML-Agents' memory: ``nn.LSTM(hidden_units -> memory_size / 2)`` (``torch_entities/layers.py`` ``LSTM``),
+    or None without ``network_settings.memory``."""
+    if net.memory is None:
+        return None
+    return nn.LSTM(net.hidden_units, net.memory.memory_size // 2, batch_first=True)
+
+
+def lstm_step(lstm: nn.LSTM, x: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step: ``x [B, H]``, ``memory [B, M] = concat(h, c)`` -> ``(out [B, M/2], new memory [B, M])``
+    (ML-Agents packs the memory as h then c)."""
+    half = lstm.hidden_size  # a Python int: static slices export at opset 9
+    out, (h, c) = lstm(x.unsqueeze(1), (memory[:, :half].unsqueeze(0).contiguous(),
+                                        memory[:, half:].unsqueeze(0).contiguous()))
+    return out[:, 0], torch.cat([h[0], c[0]], -1)
+
+
+def lstm_sequence(lstm: nn.LSTM, x: torch.Tensor, memory0: torch.Tensor) -> torch.Tensor:
+    """An LSTM over sequences ``x [N, L, H]`` from ``memory0 [N, M]``; returns ``[N, L, M/2]``."""
+    half = lstm.hidden_size
+    out, _ = lstm(x, (memory0[:, :half].unsqueeze(0).contiguous(), memory0[:, half:].unsqueeze(0).contiguous()))
+    return out
 
 
 class Critic(nn.Module):
@@ -291,14 +360,29 @@ class Critic(nn.Module):
         self.n_agents = n_agents
         self.encoder = make_encoder(in_shape, net, sensors)
         self.body = mlp((self.encoder.out_size if self.encoder is not None else in_size) + n_agents, net)
-        self.v = _init(nn.Linear(net.hidden_units, 1), 1.0)
+        self.memory_size = net.memory.memory_size if net.memory is not None else 0
+        self.lstm = make_lstm(net)
+        self.v = _init(nn.Linear(self.memory_size // 2 if self.lstm is not None else net.hidden_units, 1), 1.0)
 
-    def forward(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
         if self.encoder is not None:
             x = self.encoder(x)
-        return self.v(self.body(torch.cat([x, agent_id], -1) if self.n_agents else x)).squeeze(-1)
+        return self.body(torch.cat([x, agent_id], -1) if self.n_agents else x)
+
+    def forward(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
+        return self.v(self.features(x, agent_id)).squeeze(-1)
+
+    def step(self, x: torch.Tensor, agent_id: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of a recurrent critic: ``(V [B], new memory [B, memory_size])``."""
+        h, memory = lstm_step(self.lstm, self.features(x, agent_id), memory)
+        return self.v(h).squeeze(-1), memory
+
+    def sequences(self, x: torch.Tensor, agent_id: torch.Tensor, memory0: torch.Tensor) -> torch.Tensor:
+        """V float32 ``[N, L]`` of recorded sequences ``x [N, L, in]`` from their first step's memory ``[N, M]``."""
+        N, L = x.shape[:2]
+        h = self.features(x.reshape(N * L, -1), agent_id.reshape(N * L, -1)).reshape(N, L, -1)
+        return self.v(lstm_sequence(self.lstm, h, memory0)).squeeze(-1)
 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-

@@ -223,8 +223,8 @@ def test_mlagents_poca_self_play_block_loads():
 @pytest.mark.parametrize("where, value, key, why", [
     ("init_path", "results/old/A/checkpoint.pt", "behaviors.agent.init_path", "--initialize-from"),
     ("threaded", True, "behaviors.agent.threaded", "our own thread pool"),
-    ("network_settings.memory", {"memory_size": 64}, "behaviors.agent.network_settings.memory",
-     "memory (LSTM) policies are not supported yet"),
+    ("network_settings.memory", {"memory_size": 63}, "behaviors.agent.network_settings.memory.memory_size",
+     "memory_size must be even"),
     ("network_settings.deterministic", True, "behaviors.agent.network_settings.deterministic", "not supported"),
     ("hyperparameters.shared_critic", True, "behaviors.agent.hyperparameters.shared_critic", "separate networks"),
     ("reward_signals.curiosity", {"gamma": 0.99, "strength": 0.02}, "behaviors.agent.reward_signals.curiosity",

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from pathlib import Path
 
 from envs.spec import BehaviorSpec, EnvSpec
-from marl.buffers import RolloutBuffer, gae
+from marl.buffers import RolloutBuffer, gae, sequence_chunks
 from marl.checkpoint import spec_from_dict
 from marl.config import BehaviorSettings, NetworkSettings, PPOHyperparameters, RunConfig
 from marl.networks import Actor, Critic
@@ -132,6 +132,9 @@ class PPOLearner:
         # Capacity: enough rows for buffer_size experiences even if one agent per env acts per step.
         self.capacity = math.ceil(self.hp.buffer_size / n_envs) + 1
         self.state_size = state_size
+        # memory (LSTM) policies: actor and critic carry a memory per slot; training runs on sequences
+        self.memory_size = net.memory.memory_size if net.memory is not None else 0
+        self.seq_len = net.memory.sequence_length if net.memory is not None else 1
 
     # ------------------------------------------------------------------------------ acting
     def critic_input(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -140,9 +143,11 @@ class PPOLearner:
             return state.repeat_interleave(self.spec.n_agents, 0)
         return obs
 
-    def values(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Denormalised ``V`` float32 ``[E*A]`` for observations ``[E*A, obs]`` and states ``[E, S]``."""
-        v = self.critic(self.critic_input(obs, state), self.ids)
+    def values(self, obs: torch.Tensor, state: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        """Denormalised ``V`` float32 ``[E*A]`` for observations ``[E*A, obs]`` and states ``[E, S]``
+        (a recurrent critic: from its memory ``[E*A, memory_size]``)."""
+        x = self.critic_input(obs, state)
+        v = self.critic(x, self.ids) if memory is None else self.critic.step(x, self.ids, memory)[0]
         return self.value_norm.denormalize(v) if self.value_norm is not None else v
 
     @torch.no_grad()
@@ -183,7 +188,9 @@ class PPOLearner:
         states = (torch.from_numpy(rollout.state_rows[: rollout.buffer.t]).to(self.device)
                   if self.centralised else None)
         valid = buf["valid"] & torch.from_numpy(rollout.learning).to(self.device)
-        values = self._rollout_values(buf, states)  # normalised critic outputs [T, E, A]
+        recurrent = self.memory_size > 0
+        # normalised critic outputs [T, E, A]: recorded while collecting (recurrent critic), else computed now
+        values = buf["value"] if recurrent else self._rollout_values(buf, states)
         values_dn = self.value_norm.denormalize(values) if self.value_norm is not None else values
         adv, returns = gae(buf["reward"], values_dn, buf["done"], buf["valid"], bootstrap, self.gamma, hp.lambd)
         idx = valid.nonzero(as_tuple=True)  # (t, e, a) of every experience to train on
@@ -219,20 +226,44 @@ class PPOLearner:
         for g in self.critic_opt.param_groups:
             g["lr"] = clr
 
-        batch = min(hp.batch_size, n)
+        if recurrent:
+            # sequences of each slot's decisions (cut at episode ends and every sequence_length); the
+            # minibatches draw whole sequences, batch_size // sequence_length of them (rMAPPO, ML-Agents)
+            g = (idx[1] * self.spec.n_agents + idx[2]).cpu().numpy()
+            order = torch.from_numpy(sequence_chunks(g, idx[0].cpu().numpy(), buf["done"][idx].cpu().numpy(),
+                                                     self.seq_len)).to(self.device)
+            pad = order >= 0
+            o = order.clamp(min=0)
+            seq = {"obs": obs[o], "ids": ids[o], "mask": None if mask is None else mask[o],
+                   "d": None if act_d is None else act_d[o], "c": None if act_c is None else act_c[o],
+                   "critic_x": critic_x[o], "old_logp": old_logp[o], "old_v": old_v[o], "a": a[o],
+                   "target": target[o], "mem_a": buf["mem_a"][idx][order[:, 0]], "mem_c": buf["mem_c"][idx][order[:, 0]]}
+            units, batch = order.shape[0], max(1, min(hp.batch_size // self.seq_len, order.shape[0]))
+        else:
+            units, batch = n, min(hp.batch_size, n)
         # the same minibatches for actor and critic, drawn up front (so the RNG stream does not
         # depend on how the two halves are scheduled)
-        minibatches = [mb for _ in range(hp.num_epoch) for mb in torch.randperm(n, device=self.device).split(batch)
+        minibatches = [mb for _ in range(hp.num_epoch) for mb in torch.randperm(units, device=self.device).split(batch)
                        if mb.numel() == batch]
 
         def actor_epochs() -> torch.Tensor:
             """Clipped surrogate + entropy bonus over every minibatch; returns summed (policy loss, entropy)."""
             sums = torch.zeros(2, device=self.device)
             for mb in minibatches:
-                logp, ent = self.actor.evaluate(obs[mb], ids[mb], None if mask is None else mask[mb],
-                                                None if act_d is None else act_d[mb], None if act_c is None else act_c[mb])
-                ratio = torch.exp(logp - old_logp[mb])
-                surr = torch.min(ratio * a[mb], torch.clamp(ratio, 1 - eps, 1 + eps) * a[mb])
+                if recurrent:
+                    q, pm = seq, pad[mb]
+                    logp, ent = self.actor.evaluate_sequences(q["obs"][mb], q["ids"][mb],
+                                                              None if q["mask"] is None else q["mask"][mb],
+                                                              None if q["d"] is None else q["d"][mb],
+                                                              None if q["c"] is None else q["c"][mb], q["mem_a"][mb])
+                    logp, ent, olp, adv_mb = logp[pm], ent[pm], q["old_logp"][mb][pm], q["a"][mb][pm]
+                else:
+                    logp, ent = self.actor.evaluate(obs[mb], ids[mb], None if mask is None else mask[mb],
+                                                    None if act_d is None else act_d[mb],
+                                                    None if act_c is None else act_c[mb])
+                    olp, adv_mb = old_logp[mb], a[mb]
+                ratio = torch.exp(logp - olp)
+                surr = torch.min(ratio * adv_mb, torch.clamp(ratio, 1 - eps, 1 + eps) * adv_mb)
                 policy_loss = -surr.mean()
                 entropy = ent.mean()
                 self.actor_opt.zero_grad(set_to_none=True)
@@ -246,13 +277,18 @@ class PPOLearner:
             """Clipped (Huber) value loss over every minibatch; returns the summed value loss."""
             total = torch.zeros((), device=self.device)
             for mb in minibatches:
-                v = self.critic(critic_x[mb], ids[mb])
-                v_clip = old_v[mb] + torch.clamp(v - old_v[mb], -eps, eps)
-                if hp.use_huber_loss:
-                    l_v = F.huber_loss(v, target[mb], delta=hp.huber_delta, reduction="none")
-                    l_c = F.huber_loss(v_clip, target[mb], delta=hp.huber_delta, reduction="none")
+                if recurrent:
+                    q, pm = seq, pad[mb]
+                    v = self.critic.sequences(q["critic_x"][mb], q["ids"][mb], q["mem_c"][mb])[pm]
+                    ov, tg = q["old_v"][mb][pm], q["target"][mb][pm]
                 else:
-                    l_v, l_c = 0.5 * (v - target[mb]) ** 2, 0.5 * (v_clip - target[mb]) ** 2
+                    v, ov, tg = self.critic(critic_x[mb], ids[mb]), old_v[mb], target[mb]
+                v_clip = ov + torch.clamp(v - ov, -eps, eps)
+                if hp.use_huber_loss:
+                    l_v = F.huber_loss(v, tg, delta=hp.huber_delta, reduction="none")
+                    l_c = F.huber_loss(v_clip, tg, delta=hp.huber_delta, reduction="none")
+                else:
+                    l_v, l_c = 0.5 * (v - tg) ** 2, 0.5 * (v_clip - tg) ** 2
                 value_loss = (torch.max(l_v, l_c) if hp.use_clipped_value_loss else l_v).mean()
                 self.critic_opt.zero_grad(set_to_none=True)
                 (hp.value_loss_coef * value_loss).backward()
@@ -336,6 +372,8 @@ class PPOCollector:
         self.state_rows: dict[str, np.ndarray | None] = {}
         self.learning: dict[str, np.ndarray] = {}
         self.opponents: dict[str, tuple[np.ndarray, Policy | None]] = {}
+        self.memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # recurrent: (actor, critic) memory [E*A, M]
+        self.opponent_hidden: dict[str, np.ndarray | None] = {}  # a recurrent opponent's memory [E, A, ...]
         for name, L in learners.items():
             spec = L.spec
             fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32))}
@@ -344,6 +382,12 @@ class PPOCollector:
                 fields["act_d"] = ((len(spec.action.discrete_branches),), np.dtype(np.int64))
             if spec.action.continuous_size:
                 fields["act_c"] = ((spec.action.continuous_size,), np.dtype(np.float32))
+            if L.memory_size:  # memories going into each decision, and the critic's value recorded with it
+                fields["mem_a"] = ((L.memory_size,), np.dtype(np.float32))
+                fields["mem_c"] = ((L.memory_size,), np.dtype(np.float32))
+                fields["value"] = ((), np.dtype(np.float32))
+                self.memory[name] = (torch.zeros(n_envs * spec.n_agents, L.memory_size, device=L.device),
+                                     torch.zeros(n_envs * spec.n_agents, L.memory_size, device=L.device))
             self.buffers[name] = RolloutBuffer(L.capacity, n_envs, spec.n_agents, fields)
             self.state_rows[name] = (np.zeros((L.capacity, n_envs, L.state_size), np.float32) if L.centralised
                                      else None)
@@ -364,8 +408,19 @@ class PPOCollector:
             obs = torch.from_numpy(obs_np).reshape(self.E * b.n_agents, -1)
             mask_np = arrays.get(f"{name}/mask")
             mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1) if mask_np is not None else None
-            d, c, logp = L.actor.act(obs, L.ids, mask)  # (values: batched over the rollout in the update)
-            row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy()}
+            active = arrays[f"{name}/active"]
+            if L.memory_size:  # memory policies: one LSTM step for actor and critic, memories move on for deciders
+                mem_a, mem_c = self.memory[name]
+                d, c, logp, new_a = L.actor.act_recurrent(obs, L.ids, mask, mem_a)
+                v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"])), L.ids, mem_c)
+                row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy(),
+                       "mem_a": mem_a.view(self.E, b.n_agents, -1).numpy(),
+                       "mem_c": mem_c.view(self.E, b.n_agents, -1).numpy(), "value": v.view(self.E, b.n_agents).numpy()}
+                moved = torch.from_numpy(active.reshape(-1, 1))
+                self.memory[name] = (torch.where(moved, new_a, mem_a), torch.where(moved, new_c, mem_c))
+            else:
+                d, c, logp = L.actor.act(obs, L.ids, mask)  # (values: batched over the rollout in the update)
+                row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy()}
             if d is not None:
                 d_np = d.view(self.E, b.n_agents, -1).numpy()
                 arrays[f"{name}/act_d"][...] = d_np
@@ -380,8 +435,15 @@ class PPOCollector:
             # opponent slots (self-play) act with the opponent's policy; only learning slots are recorded
             opp = self.opponents.get(name)
             if opp is not None and opp[1] is not None:
-                act_rows(opp[1], arrays, b, arrays[f"{name}/active"] & opp[0][None, :], deterministic=False)
-            buffer.add_decisions(arrays[f"{name}/active"] & self.learning[name], **row)
+                store = self.opponent_hidden.get(name)
+                e_idx, a_idx, _, _, h = act_rows(opp[1], arrays, b, active & opp[0][None, :], deterministic=False,
+                                                 hidden=store)
+                if h is not None:
+                    h = np.asarray(h)
+                    if store is None:
+                        store = self.opponent_hidden[name] = np.zeros((self.E, b.n_agents, *h.shape[1:]), h.dtype)
+                    store[e_idx, a_idx] = h
+            buffer.add_decisions(active & self.learning[name], **row)
 
     @torch.inference_mode()
     def after_step(self, arrays: dict[str, np.ndarray]) -> None:
@@ -394,12 +456,20 @@ class PPOCollector:
             if not (term.any() or trunc.any()):
                 continue
             boot = None
+            mem = self.memory.get(name)
             if trunc.any():
                 if final_state is None:
                     final_state = torch.from_numpy(arrays["final_state"].copy())
                 fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1)
-                boot = (L.gamma * L.values(fin, final_state)).view(self.E, L.spec.n_agents).numpy() * trunc
-            buffer.end_episodes(term | trunc, boot)
+                v = L.values(fin, final_state, None if mem is None else mem[1])
+                boot = (L.gamma * v).view(self.E, L.spec.n_agents).numpy() * trunc
+            ended = term | trunc
+            buffer.end_episodes(ended, boot)
+            keep = torch.from_numpy(~ended.reshape(-1, 1))
+            if mem is not None:  # a new episode starts from a zero memory
+                self.memory[name] = (mem[0] * keep, mem[1] * keep)
+            if self.opponent_hidden.get(name) is not None:
+                self.opponent_hidden[name][ended] = 0
 
     def collect(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, Rollout], float]:
         """Step ``venv`` until every behavior has ``buffer_size`` experiences (or its buffer is full).
@@ -430,7 +500,9 @@ class PPOCollector:
             state = torch.from_numpy(arrays["state"].copy())
             out = {}
             for n, L in self.learners.items():
-                boot = L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state)
+                mem = self.memory.get(n)
+                boot = L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state,
+                                None if mem is None else mem[1])
                 out[n] = Rollout(self.buffers[n], self.state_rows[n], self.learning[n].copy(),
                                  boot.view(self.E, L.spec.n_agents).numpy().copy())
         return t * self.E, out, t_env
@@ -510,7 +582,8 @@ class TorchActorPolicy(Policy):
 
     ``act`` returns discrete actions int64 ``[B, n_branches]`` and continuous ones float32 ``[B, n_cont]``
     already scaled to ``[-1, 1]`` (:func:`marl.policy.scale_continuous`), exactly what the trainer
-    writes into the env layer while collecting; stateless (``hidden`` is None).
+    writes into the env layer while collecting. A memory (LSTM) actor takes and returns ``hidden``
+    float32 ``[B, memory_size]`` (``concat(h, c)``; None or zeros = episode start); others return None.
 
     Args:
         ck: a checkpoint dict (``marl.checkpoint``) whose ``trainer["actor"]`` is the actor state.
@@ -548,8 +621,15 @@ class TorchActorPolicy(Policy):
         ids = F.one_hot(torch.as_tensor(np.asarray(agent_index), dtype=torch.int64),
                         self.spec.n_agents).float()[:, : self.actor.n_agents]
         m = None if mask is None else torch.as_tensor(np.asarray(mask, np.float32))
-        d, c, _ = self.actor.act(o, ids, m, deterministic=deterministic)
-        return (None if d is None else d.numpy(), None if c is None else scale_continuous(c).numpy(), None)
+        if self.actor.memory_size:  # memory policy: hidden = concat(h, c) [B, memory_size], None = episode start
+            mem = (torch.zeros(len(o), self.actor.memory_size) if hidden is None
+                   else torch.as_tensor(np.asarray(hidden, np.float32)).reshape(len(o), -1))
+            d, c, _, mem = self.actor.act_recurrent(o, ids, m, mem, deterministic=deterministic)
+            new_hidden = mem.numpy()
+        else:
+            d, c, _ = self.actor.act(o, ids, m, deterministic=deterministic)
+            new_hidden = None
+        return (None if d is None else d.numpy(), None if c is None else scale_continuous(c).numpy(), new_hidden)
 
 
 def load_policy(ck: dict, path: Path) -> TorchActorPolicy:

@@ -235,6 +235,9 @@ class QLearner:
             raise ConfigError(f"behaviors.{spec.name}.trainer_type: {settings.trainer_type} needs one discrete action "
                               f"branch, but behavior '{spec.name}' has discrete branches {list(act.discrete_branches)} "
                               f"and {act.continuous_size} continuous actions; use mappo/ippo")
+        if settings.network_settings.memory is not None:
+            raise ConfigError(f"behaviors.{spec.name}.network_settings.memory: {settings.trainer_type}'s agent network "
+                              "is recurrent already (a GRU); set hyperparameters.rnn_hidden_dim instead and remove memory")
         self.spec, self.settings, self.device = spec, settings, device
         self.hp: QMIXHyperparameters = settings.hp
         hp = self.hp

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from marl.export.registry import ExportError, ExportPlan
+from marl.networks import lstm_step
 
 
 class ActorCore(nn.Module):
@@ -34,9 +35,12 @@ class ActorCore(nn.Module):
     def forward(self, obs: torch.Tensor, memory: torch.Tensor | None = None):
         ids = obs[:, :1] * 0.0 + self.agent_id
         h = self.actor.features(obs, ids)
+        memory_out = None
+        if self.actor.lstm is not None:  # one LSTM step; memory = concat(h, c) as ML-Agents packs it
+            h, memory_out = lstm_step(self.actor.lstm, h, memory)
         logits = self.actor.logits(h) if self.actor.logits is not None else None
         mean = self.actor.mu(h) if self.actor.mu is not None else None
-        return logits, mean, self.actor.log_std, None
+        return logits, mean, self.actor.log_std, memory_out
 
 
 def export_ppo(payload: dict, agent_slot: int) -> ExportPlan:
@@ -52,4 +56,5 @@ def export_ppo(payload: dict, agent_slot: int) -> ExportPlan:
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"actor state does not match its behavior spec ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    return ExportPlan(core=ActorCore(policy.actor, agent_slot), spec=policy.spec, reference=policy)
+    return ExportPlan(core=ActorCore(policy.actor, agent_slot), spec=policy.spec, reference=policy,
+                      memory_size=policy.actor.memory_size)
