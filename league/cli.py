@@ -1,14 +1,18 @@
 """The ``league`` command: init, add, run, leaderboard, matches, serve, export.
 
 Every subcommand takes the league config path first (``configs/league/connect_four.yaml``); the store is
-``store.url`` of that config or ``league.db`` beside it. Errors are one line on stderr, exit code 2 (1 for an unexpected error, whose
-traceback ``--debug`` shows).
+``store.url`` of that config or ``league.db`` beside it. Only ``init`` creates a store: every other command
+on a missing one stops with "no league at ...; run league init". Errors are one line on stderr, exit code 2
+(1 for an unexpected error, whose traceback ``--debug`` shows). With ``--json`` a command prints exactly one
+JSON object on stdout and its human-readable lines on stderr, so ``league ... --json | jq`` works.
 
 Examples::
 
     league init configs/league/connect_four.yaml
     league add  configs/league/connect_four.yaml results/c4_selfplay/          # every snapshot, with lineage
     league add  configs/league/connect_four.yaml "bot:mcts?simulations=400" --name mcts-400
+    league retire configs/league/connect_four.yaml c4_selfplay/ConnectFour-100000      # --undo brings it back
+    league remove configs/league/connect_four.yaml mcts-400                           # --force: keep its matches
     league run  configs/league/connect_four.yaml --mode round_robin --games-per-pair 4 --workers 2
     league run  configs/league/connect_four.yaml --games 200 --matchmaking pfsp --ray --address auto
     league run  configs/league/connect_four.yaml --mode gauntlet --challenger c4_selfplay/ConnectFour-500000
@@ -30,45 +34,98 @@ from league.errors import ConfigError, LeagueError
 SYSTEM_CHOICES = ("elo", "openskill", "bt")
 
 
-def _console() -> Console:
-    return Console(width=max(120, Console().width), highlight=False)
+def _console(stderr: bool = False) -> Console:
+    """Where human-readable output goes: stdout, or stderr when stdout carries ``--json``."""
+    return Console(width=max(120, Console().width), highlight=False, stderr=stderr)
 
 
-def _open(config: str):
-    from league.config import load_config
-    from league.league import League
+def _human(a) -> Console:
+    return _console(stderr=bool(getattr(a, "json", False)))
 
-    return League(load_config(config))
+
+def _emit_json(obj) -> None:
+    """The one JSON object of a ``--json`` command, on stdout."""
+    print(json.dumps(obj), flush=True)
+
+
+def _open(config: str, create: bool = False):
+    """The league of ``config``; a missing store is an error unless ``create`` (``init``)."""
+    from league.league import open_league
+
+    return open_league(config, create=create)
 
 
 def cmd_init(a) -> int:
     from league.config import EnvBlock, LeagueConfig, StoreBlock, write_config
 
+    out = _human(a)
     if not os.path.exists(a.config):
         if not a.env:
             raise ConfigError(f"league config '{a.config}' does not exist; pass --env ENV_ID to create it")
         cfg = LeagueConfig(name=os.path.splitext(os.path.basename(a.config))[0], env=EnvBlock(id=a.env),
                            store=StoreBlock(url=a.db))
-        write_config(cfg, a.config)
-        print(f"wrote {a.config}")
+        try:
+            write_config(cfg, a.config)
+        except OSError as exc:
+            raise ConfigError(f"cannot write league config '{a.config}' ({exc.strerror or exc}); choose a writable "
+                              "path") from None
+        out.print(f"wrote {a.config}")
+    elif os.path.isdir(a.config):
+        raise ConfigError(f"league config '{a.config}' is a folder; give the path of a .yaml file")
     elif a.env or a.db:
         raise ConfigError(f"league config '{a.config}' exists; edit it instead of passing --env/--db")
-    league = _open(a.config)
+    league = _open(a.config, create=True)
     added = league.register_config_players()
+    pending = []
     for src in league.config.snapshots:
         d = league.config.resolve(src.dir)
         if not os.path.isdir(d):
-            print(f"snapshots '{d}': not there yet (train the run, then `league add {a.config} {d}`)")
+            pending.append(d)
+            out.print(f"snapshots '{d}': not there yet (train the run, then `league add {a.config} {d}`)")
     new = sum(1 for _, created in added if created)
-    print(f"league '{league.config.name}' at {league.store.url}: {len(league.store.players())} players "
-          f"({new} new), {league.store.match_count()} matches")
+    n_players, n_matches = len(league.store.players()), league.store.match_count()
+    out.print(f"league '{league.config.name}' at {league.store.url}: {n_players} players ({new} new), {n_matches} matches")
+    if a.json:
+        _emit_json({"league": league.config.name, "store": league.store.url, "players": n_players, "new_players": new,
+                    "matches": n_matches, "pending_snapshots": pending})
     return 0
 
 
 def cmd_add(a) -> int:
     league = _open(a.config)
+    out = _human(a)
+    done = []
     for info, created in league.add_path(a.path, name=a.name, behavior=a.behavior):
-        print(f"{'added' if created else 'already registered'}: {info.name} ({info.policy})")
+        out.print(f"{'added' if created else 'already registered'}: {info.name} ({info.policy})")
+        done.append({"player": info.name, "policy": info.policy, "created": created, "parent": info.parent,
+                     "version": info.version, "tags": list(info.tags)})
+    if a.json:
+        _emit_json({"players": done})
+    return 0
+
+
+def cmd_retire(a) -> int:
+    league = _open(a.config)
+    info = league.retire(a.name, undo=a.undo)
+    _human(a).print(f"{'active again' if info.active else 'retired'}: {info.name}"
+                    + ("" if info.active else " (kept in the log and the history; out of matchmaking and the "
+                                              "leaderboard unless --all)"))
+    if a.json:
+        _emit_json({"player": info.name, "active": info.active})
+    return 0
+
+
+def cmd_remove(a) -> int:
+    league = _open(a.config)
+    r = league.remove(a.name, force=a.force)
+    if r["kept"]:
+        msg = (f"removed: {r['player']} (its {r['matches']} matches stay in the others' ratings; the name stays "
+               "reserved)")
+    else:
+        msg = f"removed: {r['player']} (no matches)"
+    _human(a).print(msg + (f"; deleted {len(r['deleted_files'])} file(s)" if r["deleted_files"] else ""))
+    if a.json:
+        _emit_json(r)
     return 0
 
 
@@ -122,16 +179,19 @@ def cmd_leaderboard(a) -> int:
 
     league = _open(a.config)
     system = a.system or league.config.ratings.default_system
+    conf = league.config.ratings.confidence
     rows = leaderboard(league, system, include_inactive=a.all)
-    _console().print(rich_table(rows, system, f"{league.config.name}: leaderboard ({system})"))
+    _human(a).print(rich_table(rows, system, f"{league.config.name}: leaderboard ({system})", conf))
     if a.json:
-        print(json.dumps({"league": league.config.name, **rows_json(rows, system)}))
+        _emit_json({"league": league.config.name, **rows_json(rows, system, conf)})
     return 0
 
 
 def cmd_matches(a) -> int:
     from rich.table import Table
 
+    if a.limit < 1:
+        raise LeagueError(f"--limit must be >= 1, got {a.limit}")
     league = _open(a.config)
     ms = league.store.recent_matches(a.limit, a.player)
     t = Table(title=f"{league.config.name}: recent matches")
@@ -140,10 +200,40 @@ def cmd_matches(a) -> int:
     for m in ms:
         t.add_row(m["ended_at"] or "", " vs ".join(f"{s['player']} ({s['score']:g})" for s in m["seats"]),
                   str(m["episode_length"]), str(m["seed"]), m["worker"], m["uid"][:12])
-    _console().print(t)
+    _human(a).print(t)
     if a.json:
-        print(json.dumps({"matches": ms}))
+        _emit_json({"matches": ms})
     return 0
+
+
+def listen_socket(host: str, port: int):
+    """A TCP socket bound to ``host:port`` (SO_REUSEADDR, as uvicorn sets it), for :func:`cmd_serve`.
+
+    Raises:
+        LeagueError: bad port, unknown host, or the address cannot be bound (in use, not allowed), one line.
+    """
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise LeagueError(f"--port {port}: expected a port number in 0..65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise LeagueError(f"--host '{host}': cannot resolve it ({getattr(exc, 'strerror', None) or exc}); use an "
+                          "address of this machine such as 127.0.0.1 or 0.0.0.0") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        hint = "choose another --port or stop the program using it" if exc.errno in (98, 48, 10048) else \
+            "choose another --host/--port"
+        raise LeagueError(f"cannot listen on {host}:{port} ({why}); {hint}") from None
+    return sock
 
 
 def cmd_serve(a) -> int:
@@ -152,8 +242,21 @@ def cmd_serve(a) -> int:
     from league.web import create_app
 
     league = _open(a.config)
-    print(f"serving league '{league.config.name}' on http://{a.host}:{a.port}/")
-    uvicorn.run(create_app(league), host=a.host, port=a.port, log_level="warning")
+    app = create_app(league)
+    sock = listen_socket(a.host, a.port)
+    port = sock.getsockname()[1]
+    name = league.config.name
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None):  # announce only once the server accepts connections
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                print(f"serving league '{name}' on http://{a.host}:{port}/ (Ctrl-C stops)", flush=True)
+
+    try:
+        _Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 
@@ -162,9 +265,12 @@ def cmd_export(a) -> int:
 
     league = _open(a.config)
     m = export_top(league, a.top, a.to, a.system or league.config.ratings.default_system)
+    out = _human(a)
     for e in m["players"]:
-        print(f"#{e['rank']} {e['player']} ({e['rating']:.1f}) -> {os.path.join(a.to, e['file'])}")
-    print(f"manifest: {os.path.join(a.to, 'league_manifest.json')}")
+        out.print(f"#{e['rank']} {e['player']} ({e['rating']:.1f}) -> {os.path.join(a.to, e['file'])}")
+    out.print(f"manifest: {os.path.join(a.to, 'league_manifest.json')}")
+    if a.json:
+        _emit_json(m)
     return 0
 
 
@@ -182,13 +288,26 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(fn=fn)
         return s
 
+    json_help = "print one JSON object on stdout (human-readable lines go to stderr)"
     s = add("init", cmd_init, "create the store and register the config's players (creates the config with --env)")
     s.add_argument("--env", help="env id for a new config, e.g. openspiel:connect_four")
     s.add_argument("--db", help="store URL for a new config (default: SQLite league.db beside it)")
-    s = add("add", cmd_add, "register a .onnx/.pt file, a results/<run-id>/ folder, or a bot spec")
+    s.add_argument("--json", action="store_true", help=json_help)
+    s = add("add", cmd_add, "register a .onnx/.pt file, a results/<run-id>/ folder, or a bot spec (files are "
+                            "copied into the league folder; the player must act in the league's env)")
     s.add_argument("path")
     s.add_argument("--name", help="player name (default: file stem; bots: spec)")
     s.add_argument("--behavior", help="behavior name (results folders: only this behavior)")
+    s.add_argument("--json", action="store_true", help=json_help)
+    s = add("retire", cmd_retire, "retire a player: kept in the log and history, out of matchmaking and leaderboards")
+    s.add_argument("name", help="player name")
+    s.add_argument("--undo", action="store_true", help="make a retired player active again")
+    s.add_argument("--json", action="store_true", help=json_help)
+    s = add("remove", cmd_remove, "delete a player without matches (--force: also one with matches, whose matches "
+                                  "stay and whose name stays reserved)")
+    s.add_argument("name", help="player name")
+    s.add_argument("--force", action="store_true", help="remove a player that has matches (they keep counting)")
+    s.add_argument("--json", action="store_true", help=json_help)
     s = add("run", cmd_run, "play a tournament or N matchmade games")
     s.add_argument("--mode", choices=("round_robin", "swiss", "gauntlet", "matchmade"))
     s.add_argument("--games", type=int, help="number of matchmade games (implies --mode matchmade)")
@@ -203,12 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s = add("leaderboard", cmd_leaderboard, "print the leaderboard")
     s.add_argument("--system", choices=SYSTEM_CHOICES)
-    s.add_argument("--json", action="store_true", help="also print one JSON object on the last line")
-    s.add_argument("--all", action="store_true", help="include inactive players")
+    s.add_argument("--json", action="store_true", help=json_help)
+    s.add_argument("--all", action="store_true", help="include retired players")
     s = add("matches", cmd_matches, "list recent matches")
     s.add_argument("--player")
     s.add_argument("--limit", type=int, default=20)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=json_help)
     s = add("serve", cmd_serve, "serve the leaderboard page and JSON API")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
@@ -216,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, required=True)
     s.add_argument("--to", required=True, help="destination folder, e.g. unity_project/Assets/Brains")
     s.add_argument("--system", choices=SYSTEM_CHOICES)
+    s.add_argument("--json", action="store_true", help=json_help)
     return p
 
 

@@ -10,7 +10,7 @@ Example (``configs/league/connect_four.yaml``)::
       - {name: mcts-100, policy: "bot:mcts?simulations=100"}
     snapshots:                    # results/<run-id>/ folders whose snapshots `league init` registers
       - {dir: ../../results/c4_selfplay, behavior: null}
-    ratings: {elo_k: 16, initial: 1200, bootstrap: 200, openskill_model: PlackettLuce, seed: 0}
+    ratings: {elo_k: 16, initial: 1200, bootstrap: 200, openskill_model: PlackettLuce, seed: 0, history_every: 50}
     match: {opening_moves: 2, max_steps: 1000, replay_dir: null}
     tournament: {mode: round_robin, games_per_pair: 2, rounds: 5, games: 100, matchmaking: proximity,
                  pfsp_weighting: hard, pfsp_p: 2, seed: 0, batch: 16}
@@ -56,7 +56,9 @@ class StoreBlock(_Strict):
 
 
 class PlayerEntry(_Strict):
-    """One entry of ``players:``: a bot spec or a policy file, registered by ``league init``."""
+    """One entry of ``players:``: a bot spec or a policy file (relative to the config), registered by
+    ``league init``: a file is copied into the league's ``policies/`` folder and must act in the env,
+    as with ``league add``."""
 
     name: str
     policy: str
@@ -73,7 +75,12 @@ class SnapshotSource(_Strict):
 
 
 class RatingsBlock(_Strict):
-    """``ratings:`` (see :class:`league.ratings.base.RatingSettings`)."""
+    """``ratings:`` (see :class:`league.ratings.base.RatingSettings`).
+
+    ``history_every``: the Bradley-Terry history is the fit recomputed on the first k matches for k =
+    every ``history_every`` matches, each tournament end and the whole log (no bootstrap; see
+    :meth:`league.league.League.history_marks`).
+    """
 
     elo_k: float = Field(16.0, gt=0)
     initial: float = 1200.0
@@ -82,6 +89,7 @@ class RatingsBlock(_Strict):
     confidence: float = Field(0.95, gt=0, lt=1)
     seed: int = 0
     default_system: Literal["elo", "openskill", "bt"] = "bt"
+    history_every: int = Field(50, ge=1)
 
     def settings(self) -> RatingSettings:
         """As the raters' settings object."""

@@ -3,7 +3,9 @@
 For the top K active players (by the chosen rating system) that have an ONNX file (their policy, or a
 ``.onnx`` beside their ``.pt`` checkpoint), writes ``<dest>/<player>.onnx`` (``/`` in names becomes ``__``)
 and ``<dest>/league_manifest.json``; every file is written to a temp file and moved into place
-(:mod:`marl.io`), so Unity never imports a half-written brain. Bots have no ONNX and are skipped.
+(:mod:`marl.io`), so Unity never imports a half-written brain, with the permissions of a plain file
+(``0o666 & ~umask``). Bots have no ONNX and are skipped. The destination is checked before anything is
+written: an existing file, or a folder that cannot be created or written, is a one-line error.
 """
 from __future__ import annotations
 
@@ -30,11 +32,28 @@ def onnx_of(policy: str) -> str | None:
     return sibling if os.path.isfile(sibling) else None
 
 
+def check_destination(dest: str) -> None:
+    """Make sure ``dest`` is (or can be made) a writable folder, creating it if missing.
+
+    Raises:
+        LeagueError: ``dest`` is a file, lies under a file, or cannot be created or written (one line).
+    """
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise LeagueError(f"--to '{dest}' is a file; give a folder (it is created when missing)")
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        raise LeagueError(f"--to '{dest}': cannot create the folder ({exc.strerror or exc}); give a writable "
+                          "folder") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise LeagueError(f"--to '{dest}': the folder is not writable; give a writable folder")
+
+
 def export_top(league: League, top: int, dest: str, system: str) -> dict:
     """Export the top ``top`` ONNX players; returns the manifest dict.
 
     Raises:
-        LeagueError: ``top < 1`` or no exportable player.
+        LeagueError: ``top < 1``, no exportable player, or a destination that is not a writable folder.
         PolicyFileError: a champion's ONNX file is missing or changed since registration.
     """
     if top < 1:
@@ -49,7 +68,15 @@ def export_top(league: League, top: int, dest: str, system: str) -> dict:
             break
     if not chosen:
         raise LeagueError("no player with an ONNX policy to export (bots cannot be exported)")
-    os.makedirs(dest, exist_ok=True)
+    check_destination(dest)
+    try:
+        return _write_export(league, chosen, dest, system)
+    except OSError as exc:
+        raise LeagueError(f"--to '{dest}': cannot write {os.path.basename(exc.filename or '') or 'a file'} "
+                          f"({exc.strerror or exc})") from None
+
+
+def _write_export(league: League, chosen: list, dest: str, system: str) -> dict:
     entries = []
     for r, path in chosen:
         if not os.path.isfile(path):
@@ -70,9 +97,14 @@ def export_top(league: League, top: int, dest: str, system: str) -> dict:
             i += 1
         entries.append({"rank": r.rank, "player": r.player, "file": fname, "slot_files": slot_files,
                         "behavior": info.behavior,
-                        "version": info.version, "rating": r.rating, "lower": r.lower, "upper": r.upper,
+                        "version": info.version, "rating": r.rating, "estimate": r.estimate, "lower": r.lower,
+                        "upper": r.upper,
                         "games": r.games, "win_rate": r.win_rate, "sha256": digest, "source": path})
+    from league.leaderboard import DEFINITIONS
+    from league.ratings import UNITS
+
     manifest = {"league": league.config.name, "env_id": league.config.env.id, "system": system,
+                "units": UNITS.get(system), "definition": DEFINITIONS.get(system),
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "players": entries}
     atomic_write_text(os.path.join(dest, MANIFEST), json.dumps(manifest, indent=2))
     return manifest

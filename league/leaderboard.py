@@ -8,10 +8,20 @@ from typing import Any
 
 from rich.table import Table
 
-from league.league import League
+from league.league import League, is_removed
 from league.matchmaking import Payoff
-from league.ratings import SYSTEMS, rating_history
+from league.ratings import SYSTEMS, UNITS
 from league.records import Game
+
+#: What ``rating`` and the interval mean, per system (shown by the CLI, the page and ``--json``).
+DEFINITIONS = {
+    "elo": {"rating": "online Elo (K = ratings.elo_k), in Elo points", "interval": None},
+    "bt": {"rating": "Bradley-Terry maximum likelihood on the Elo scale (mean = ratings.initial)",
+           "interval": "bootstrap percentile interval of the rating (ratings.bootstrap resamples of the match log)"},
+    "openskill": {"rating": "conservative rating mu - 3 sigma (the skill exceeds it with probability 99.87%); "
+                            "ranked by it",
+                  "interval": "interval of mu, mu -+ z sigma; mu (the estimate) is shown beside it"},
+}
 
 
 @dataclass(frozen=True)
@@ -21,8 +31,11 @@ class Row:
     Attributes:
         rank: 1 = best (by ``rating`` of the chosen system).
         rating, lower, upper: see :class:`league.ratings.Rating` (lower/upper None when the system has none).
+        estimate: the point estimate ``[lower, upper]`` surrounds (OpenSkill: mu; else ``rating``).
         games, wins, draws, losses: counts over the match log; ``win_rate`` = wins / games (None when 0 games).
         last_played: ISO time of the player's latest match, or None.
+        tags: the player's tags (bots: ``bot``; snapshots: ``snapshot`` and the run id).
+        active: False for a retired player (listed only with ``include_inactive``).
     """
 
     rank: int
@@ -38,6 +51,10 @@ class Row:
     last_played: str | None
     policy: str
     version: int
+    estimate: float = float("nan")
+    tags: tuple[str, ...] = ()
+    active: bool = True
+    parent: str | None = None
 
 
 def _outcome_counts(games: list[Game]) -> dict[str, dict[str, Any]]:
@@ -68,40 +85,74 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def leaderboard(league: League, system: str, games: list[Game] | None = None, include_inactive: bool = False) -> list[Row]:
-    """Rows sorted by rating (best first) for ``system`` (``elo`` | ``openskill`` | ``bt``)."""
+    """Rows sorted by rating (best first) for ``system`` (``elo`` | ``openskill`` | ``bt``).
+
+    Players without games come last (their rating is the system's starting value, not a measurement).
+    Retired players are left out unless ``include_inactive``; removed players (``league remove --force``)
+    are never listed, though their matches count in everyone's ratings.
+    """
     games = league.games() if games is None else games
     ratings = league.ratings(system, games)
     counts = _outcome_counts(games)
-    players = {p.name: p for p in league.store.players() if p.env_id == league.config.env.id}
+    players = {p.name: p for p in league.store.players() if p.env_id == league.config.env.id and not is_removed(p)}
     rows = []
     names = [n for n in players if include_inactive or players[n].active]
-    names.sort(key=lambda n: -ratings[n].rating if n in ratings else math.inf)
+    # players without games last (their rating is only the system's starting value), then best rating first
+    names.sort(key=lambda n: (counts.get(n) is None, -ratings[n].rating if n in ratings else math.inf))
     for i, n in enumerate(names):
         r = ratings.get(n)
         c = counts.get(n, {"w": 0, "d": 0, "l": 0, "last": None})
         total = c["w"] + c["d"] + c["l"]
+        p = players[n]
         rows.append(Row(i + 1, n, r.rating if r else float("nan"), r.lower if r else None, r.upper if r else None,
                         total, c["w"], c["d"], c["l"], c["w"] / total if total else None, _iso(c["last"]),
-                        players[n].policy, players[n].version))
+                        p.policy, p.version, r.center if r else float("nan"), tuple(p.tags), p.active, p.parent))
     return rows
 
 
-def rows_json(rows: list[Row], system: str) -> dict[str, Any]:
-    """JSON-ready leaderboard object: ``{"system": ..., "players": [row dicts]}``."""
-    return {"system": system, "players": [asdict(r) for r in rows]}
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
 
 
-def rich_table(rows: list[Row], system: str, title: str = "") -> Table:
-    """A rich table: rank, player, rating (interval), games, W-D-L, win rate, last played."""
-    label = {"elo": "Elo", "openskill": "OpenSkill mu-3sigma", "bt": "Bradley-Terry"}.get(system, system)
-    t = Table(title=title or f"Leaderboard ({label})")
-    for col, just in (("#", "right"), ("player", "left"), ("rating", "right"), ("95% interval", "right"),
-                      ("games", "right"), ("W-D-L", "right"), ("win rate", "right"), ("last played", "left")):
+def rows_json(rows: list[Row], system: str, confidence: float = 0.95) -> dict[str, Any]:
+    """JSON-ready leaderboard object: ``{"system", "units", "definition": {"rating", "interval"},
+    "confidence", "players": [row dicts]}`` (NaN ratings of players without a rating become null)."""
+    players = []
+    for r in rows:
+        d = asdict(r)
+        d["tags"] = list(r.tags)
+        d["rating"], d["estimate"] = _finite(r.rating), _finite(r.estimate)
+        players.append(d)
+    return {"system": system, "units": UNITS.get(system, system), "definition": DEFINITIONS.get(system, {}),
+            "confidence": confidence, "players": players}
+
+
+def interval_label(system: str, confidence: float = 0.95) -> str:
+    """Column header of the interval: ``95% interval`` (``95% interval of mu`` for OpenSkill)."""
+    pct = f"{100 * confidence:g}%"
+    return f"{pct} interval of mu" if system == "openskill" else f"{pct} interval"
+
+
+def rich_table(rows: list[Row], system: str, title: str = "", confidence: float = 0.95) -> Table:
+    """A rich table: rank, player, rating (OpenSkill: mu - 3 sigma and mu), interval, games, W-D-L, win rate,
+    last played (retired players marked)."""
+    label = {"elo": "Elo", "openskill": "OpenSkill", "bt": "Bradley-Terry"}.get(system, system)
+    t = Table(title=title or f"Leaderboard ({label})", caption=f"rating: {DEFINITIONS.get(system, {}).get('rating', system)}")
+    cols = [("#", "right"), ("player", "left"), ("mu-3sigma" if system == "openskill" else "rating", "right")]
+    if system == "openskill":
+        cols.append(("mu", "right"))
+    cols += [(interval_label(system, confidence), "right"), ("games", "right"), ("W-D-L", "right"),
+             ("win rate", "right"), ("last played", "left")]
+    for col, just in cols:
         t.add_column(col, justify=just)
     for r in rows:
         interval = f"[{r.lower:.1f}, {r.upper:.1f}]" if r.lower is not None and r.upper is not None else "-"
-        t.add_row(str(r.rank), r.player, f"{r.rating:.1f}", interval, str(r.games), f"{r.wins}-{r.draws}-{r.losses}",
-                  "-" if r.win_rate is None else f"{100 * r.win_rate:.1f}%", r.last_played or "never")
+        cells = [str(r.rank), r.player + ("" if r.active else " (retired)"), f"{r.rating:.1f}"]
+        if system == "openskill":
+            cells.append(f"{r.estimate:.1f}")
+        cells += [interval, str(r.games), f"{r.wins}-{r.draws}-{r.losses}",
+                  "-" if r.win_rate is None else f"{100 * r.win_rate:.1f}%", r.last_played or "never"]
+        t.add_row(*cells)
     return t
 
 
@@ -118,22 +169,54 @@ def head_to_head(league: League, games: list[Game] | None = None, names: list[st
             "games": [[int(pay.games[i, j]) for j in idx] for i in idx]}
 
 
-def history(league: League, player: str, system: str, games: list[Game] | None = None) -> list[dict[str, Any]]:
-    """A player's rating over time: per game for elo/openskill (from the log), stored snapshots for bt.
+def histories(league: League, players: list[str], system: str, games: list[Game] | None = None
+              ) -> dict[str, list[dict[str, Any]]]:
+    """Rating histories of several players under ``system``, in its own units (:data:`league.ratings.UNITS`;
+    see :meth:`league.league.League.rating_history`): ``{player: [{"n_matches": k, "rating": r}, ...]}``
+    oldest first, where k counts the league's matches so far."""
+    want = set(players)
+    out: dict[str, list[dict[str, Any]]] = {p: [] for p in players}
+    for k, p, r in league.rating_history(system, games):
+        if p in want:
+            out[p].append({"n_matches": k, "rating": r})
+    return out
 
-    Returns:
-        ``[{"n_matches": k, "rating": r}, ...]`` oldest first, where k counts the league's matches so far.
+
+def history(league: League, player: str, system: str, games: list[Game] | None = None) -> list[dict[str, Any]]:
+    """One player's rating history (see :func:`histories`).
 
     Raises:
         UnknownPlayerError: ``player`` is not registered.
     """
     league.player(player)
-    if system == "bt":
-        return [{"n_matches": h["n_matches"], "rating": h["rating"]} for h in league.store.rating_history(player, "bt")]
+    return histories(league, [player], system, games)[player]
+
+
+def head_to_head_row(league: League, player: str, games: list[Game] | None = None) -> list[dict[str, Any]]:
+    """``player``'s record against each opponent it met, most games first:
+    ``[{"opponent", "games", "wins", "draws", "losses", "win_rate" (draws count half)}]``.
+
+    Raises:
+        UnknownPlayerError: ``player`` is not registered.
+    """
+    league.player(player)
     games = league.games() if games is None else games
-    pos = {g.seq: k + 1 for k, g in enumerate(games)}
-    return [{"n_matches": pos[seq], "rating": r} for seq, p, r in rating_history(system, games, league.config.ratings.settings())
-            if p == player]
+    rec: dict[str, list[int]] = {}
+    for g in games:
+        sides = [i for i, t in enumerate(g.teams) if player in t]
+        if not sides:
+            continue
+        i = sides[0]
+        for j, team in enumerate(g.teams):
+            if j == i:
+                continue
+            for opp in team:
+                c = rec.setdefault(opp, [0, 0, 0])
+                c[0 if g.ranks[i] < g.ranks[j] else 2 if g.ranks[i] > g.ranks[j] else 1] += 1
+    out = [{"opponent": o, "games": sum(c), "wins": c[0], "draws": c[1], "losses": c[2],
+            "win_rate": round((c[0] + 0.5 * c[1]) / sum(c), 4)} for o, c in rec.items()]
+    return sorted(out, key=lambda d: (-d["games"], d["opponent"]))
 
 
-__all__ = ["Row", "leaderboard", "rows_json", "rich_table", "head_to_head", "history", "SYSTEMS"]
+__all__ = ["Row", "DEFINITIONS", "leaderboard", "rows_json", "rich_table", "interval_label", "head_to_head",
+           "head_to_head_row", "history", "histories", "SYSTEMS"]

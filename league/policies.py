@@ -7,7 +7,13 @@ A registered player's ``policy`` is either a file path or a bot spec:
   ``RandomRolloutEvaluator`` (:class:`marl.policy.MCTSPolicy`); needs an ``openspiel:`` env;
 * ``*.onnx``: a brain in the ML-Agents contract (``docs/unity_contract.md``), run by
   :class:`marl.export.onnx_policy.OnnxPolicy` (agent slot files, ``recurrent_in`` carried);
-* ``*.pt``: a trainer checkpoint, loaded by its algorithm's policy loader (:func:`marl.inference.load_policy`).
+* ``*.pt``: a trainer checkpoint, loaded by its algorithm's policy loader (:func:`marl.inference.load_policy`)
+  with ``weights_only=True`` (tensors, arrays and plain containers only): a league may be shared and
+  a pickled file could run code, so the league never unpickles arbitrary objects.
+
+A file player comes with its sibling files (:func:`policy_files`): the per-slot brains
+``<stem>_agent<i>.onnx`` of a shared policy with an agent-id input, and for a ``.pt`` its exported
+``<stem>.onnx`` (and that file's slot brains), which ``league export`` ships.
 
 Matches play them through marl's one play loop (:func:`marl.play.play_episodes`); the league
 never reimplements acting.
@@ -19,7 +25,6 @@ import os
 from dataclasses import dataclass, field
 
 from league.errors import PolicyFileError
-from marl.checkpoint import CheckpointError
 from marl.policy import Policy, PolicyError, is_bot, make_bot
 
 POLICY_SUFFIXES = (".onnx", ".pt")
@@ -53,15 +58,39 @@ def validate_policy(policy: str) -> None:
                               "bot:mcts?simulations=N)")
 
 
+def policy_files(path: str) -> list[str]:
+    """The files that make up a file player: ``path`` first, then its existing siblings.
+
+    Siblings: for ``<stem>.onnx`` the slot brains ``<stem>_agent1.onnx``, ``<stem>_agent2.onnx``, ... (up
+    to the first missing index, as :class:`marl.export.onnx_policy.OnnxPolicy` reads them); for
+    ``<stem>.pt`` the exported ``<stem>.onnx`` and its slot brains.
+    """
+    stem, ext = os.path.splitext(path)
+    out = [path]
+    onnx = path if ext == ".onnx" else stem + ".onnx"
+    if onnx != path:
+        if not os.path.isfile(onnx):
+            return out
+        out.append(onnx)
+    i = 1
+    while os.path.isfile(f"{stem}_agent{i}.onnx"):
+        out.append(f"{stem}_agent{i}.onnx")
+        i += 1
+    return out
+
+
 def make_player(policy: str, policy_hash: str | None, *, verify: bool = True) -> Policy:
     """Build a player's :class:`marl.policy.Policy` from its stored policy spec.
+
+    ``.pt`` files are loaded with ``torch.load(weights_only=True)`` (see module docstring).
 
     Args:
         policy: bot spec or file path (see module docstring).
         policy_hash: sha256 recorded at registration; checked when ``verify`` (a changed file is an error).
 
     Raises:
-        PolicyFileError: unknown bot / bad arguments, missing or changed file, unloadable model.
+        PolicyFileError: unknown bot / bad arguments, missing or changed file, unloadable model, or a
+            ``.pt`` holding Python objects a weights-only load refuses.
     """
     if policy.startswith("bot:"):
         try:
@@ -77,13 +106,18 @@ def make_player(policy: str, policy_hash: str | None, *, verify: bool = True) ->
     if verify and policy_hash is not None and file_sha256(policy) != policy_hash:
         raise PolicyFileError(f"policy file '{policy}' changed since it was registered (sha256 differs); "
                               "register it again under a new name")
+    from marl.checkpoint import CheckpointError  # imports torch: only when a file player is loaded
     from marl.inference import load_policy
 
     try:
-        return load_policy(policy)
+        return load_policy(policy, weights_only=True)
     except (CheckpointError, PolicyError) as exc:
         msg = str(exc).splitlines()[0][:300]
-        if policy.endswith(".onnx") and "cannot load ONNX" in msg:
+        if "Weights only load failed" in msg or "weights_only" in msg:
+            msg = (f"policy file '{policy}': refused: it holds Python objects other than tensors and arrays, which "
+                   "a weights-only load does not unpickle (a pickle can run code); re-save it from a trusted copy "
+                   "with marl-learn, or export it to ONNX")
+        elif policy.endswith(".onnx") and "cannot load ONNX" in msg:
             msg = f"policy file '{policy}': not a loadable ONNX model ({msg.split('(', 1)[-1].rstrip(')')})"
         elif not msg.startswith("policy file"):
             msg = f"policy file '{policy}': cannot load ({msg})"

@@ -102,7 +102,9 @@ class LeagueLink:
         parent = self._last.get(behavior)
         if parent is not None and self._player(parent) is None:
             parent = None  # the league lost the parent (reset store, other config): start a new line
-        self.league.add_snapshot(kept, self.run_id, behavior, step, parent=parent, name=name)
+        # check=False: the run's own env was checked when the link opened, and acting here would build
+        # an env (possibly a Unity player) per snapshot inside the trainer
+        self.league.add_snapshot(kept, self.run_id, behavior, step, parent=parent, name=name, check=False)
         self._last[behavior] = name
         return name
 

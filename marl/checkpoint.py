@@ -42,13 +42,27 @@ def spec_from_dict(d: dict) -> BehaviorSpec:
                         tuple(d.get("teams", ())), tuple(tuple(int(x) for x in s) for s in d.get("sensor_shapes", ())))
 
 
+def _numpy_safe_globals() -> list:
+    """What a weights-only load must also accept to read our checkpoints: numpy arrays (QMIX's saved
+    replay buffer, ``save_replay_buffer: true``) and numpy scalars, of plain numeric/str dtypes only.
+    Object arrays stay refused (their dtype class is not listed), so nothing beyond data is unpickled."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    dtypes = {type(np.dtype(c)) for c in np.typecodes["All"] if c not in "OV"}
+    return [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, *dtypes]
+
+
 def load_checkpoint(path: str | Path, weights_only: bool = False) -> dict:
     """Load a checkpoint dict.
 
     Args:
         path: the ``.pt`` file.
-        weights_only: use ``torch.load(weights_only=True)``: tensors and plain containers only, no
-            arbitrary pickles (for files from elsewhere, e.g. a shared league).
+        weights_only: use ``torch.load(weights_only=True)``: tensors, numpy arrays of plain dtypes and
+            plain containers only, no arbitrary pickles (for files from elsewhere, e.g. a shared league).
 
     Raises:
         CheckpointError: missing file, not a torch file, or not one of ours.
@@ -57,7 +71,11 @@ def load_checkpoint(path: str | Path, weights_only: bool = False) -> dict:
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=weights_only)
+        if weights_only:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                ck = torch.load(p, map_location="cpu", weights_only=True)
+        else:
+            ck = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds for a corrupt file
         raise CheckpointError(f"{p}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                               "the file is corrupt or not a checkpoint") from None

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from league.errors import ConfigError
 from league.ratings.base import Rating, RatingSettings
-from league.ratings.bradley_terry import bradley_terry_ratings
+from league.ratings.bradley_terry import bradley_terry_history, bradley_terry_ratings
 from league.ratings.elo import elo_ratings, expected_score
 from league.ratings.weng_lin import openskill_ratings
 from league.records import Game
@@ -34,12 +34,18 @@ def compute_ratings(system: str, games: Iterable[Game], settings: RatingSettings
     raise ConfigError(f"unknown rating system '{system}'; expected one of {', '.join(SYSTEMS)}")
 
 
+#: Units of each system's ratings and histories (axis labels of the page, ``league leaderboard`` headers).
+UNITS = {"elo": "Elo points", "openskill": "OpenSkill mu - 3 sigma (mu0 = 25)",
+         "bt": "Bradley-Terry, Elo scale (points)"}
+
+
 def rating_history(system: str, games: Iterable[Game], settings: RatingSettings = RatingSettings()
                    ) -> list[tuple[int, str, float]]:
-    """Per-game trajectory ``(game seq, player, displayed rating after it)`` of an online system (elo, openskill).
+    """Per-game trajectory ``(game seq, player, displayed rating after it)`` of an online system (elo, openskill),
+    in the system's own units (:data:`UNITS`).
 
     Raises:
-        ConfigError: ``system`` is not online (Bradley-Terry histories are the stored snapshots).
+        ConfigError: ``system`` is not online (Bradley-Terry: :func:`bradley_terry_history`).
     """
     out: list[tuple[int, str, float]] = []
     if system == "elo":
@@ -47,9 +53,10 @@ def rating_history(system: str, games: Iterable[Game], settings: RatingSettings 
     elif system == "openskill":
         openskill_ratings(games, settings, history=out)
     else:
-        raise ConfigError(f"rating system '{system}' has no per-game history; use elo or openskill")
+        raise ConfigError(f"rating system '{system}' has no per-game history; use elo or openskill "
+                          "(Bradley-Terry: bradley_terry_history)")
     return out
 
 
-__all__ = ["SYSTEMS", "Rating", "RatingSettings", "compute_ratings", "rating_history", "elo_ratings",
+__all__ = ["SYSTEMS", "UNITS", "bradley_terry_history", "Rating", "RatingSettings", "compute_ratings", "rating_history", "elo_ratings",
            "openskill_ratings", "bradley_terry_ratings", "expected_score"]

@@ -9,11 +9,14 @@ class Rating:
     """A player's rating under one system.
 
     Attributes:
-        rating: the value to rank by and display (Elo points; OpenSkill ``mu - 3*sigma``; BT on the Elo scale).
-        lower, upper: a 95% interval for the player's skill on the same scale, or None when the system has
-            none (online Elo).
+        rating: the value to rank by and display (Elo points; OpenSkill's conservative ``mu - 3*sigma``;
+            BT on the Elo scale).
+        lower, upper: a ``confidence`` (95%) interval of :attr:`center` on the same scale, or None when
+            the system has none (online Elo). ``lower <= center <= upper`` always holds.
         games: number of rated games the player took part in.
         extra: system-specific values (OpenSkill ``mu``/``sigma``, BT ``beta`` in natural-log units).
+        estimate: the point estimate the interval is about, when it is not ``rating`` (OpenSkill: ``mu``;
+            its conservative rating ``mu - 3 sigma`` lies below the interval by design). None = ``rating``.
     """
 
     rating: float
@@ -21,6 +24,12 @@ class Rating:
     upper: float | None = None
     games: int = 0
     extra: dict = field(default_factory=dict)
+    estimate: float | None = None
+
+    @property
+    def center(self) -> float:
+        """The point estimate the interval ``[lower, upper]`` surrounds (``estimate`` or ``rating``)."""
+        return self.rating if self.estimate is None else self.estimate
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ Intervals: nonparametric bootstrap over matches (Efron 1979; what Chatbot Arena 
 the match log with replacement ``settings.bootstrap`` times (done exactly as a multinomial draw over the
 distinct (pairing, outcome) cells, which is the same distribution and much faster), refit, and take the
 percentile interval of each player's centred rating.
+
+History (:func:`bradley_terry_history`): BT is a batch fit, not an online update, so its history is
+the fit recomputed on growing prefixes of the log (the first k matches, for each mark k), without
+bootstrap: a point estimate per player per mark, on the same Elo scale as the leaderboard.
 """
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from scipy.optimize import minimize
 
 from league.ratings.base import Rating, RatingSettings
 from league.records import Game, pairwise_scores
@@ -116,6 +119,8 @@ def fit_beta(design: np.ndarray, counts: np.ndarray, score: np.ndarray, ridge: f
         if f_prev - f < 1e-12 * max(1.0, abs(f)) and np.max(np.abs(g)) < 1e-6:
             break
     if np.max(np.abs(g)) > 1e-4:
+        from scipy.optimize import minimize  # only for the rare fallback (its import costs ~1 s)
+
         beta = minimize(nll, beta, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-9}).x
     return beta - beta.mean()
 
@@ -126,8 +131,8 @@ def bradley_terry_ratings(games: Iterable[Game], settings: RatingSettings = Rati
 
     Returns:
         name -> :class:`Rating` on the Elo scale (mean = ``settings.initial``), with percentile
-        ``settings.confidence`` interval from ``settings.bootstrap`` resamples (None when bootstrap = 0) and
-        ``extra = {"beta": natural-log strength}``.
+        ``settings.confidence`` interval from ``settings.bootstrap`` resamples (None when bootstrap = 0, and
+        for players without games) and ``extra = {"beta": natural-log strength}``.
     """
     games = list(games)
     table = pair_table(games, players)
@@ -150,9 +155,10 @@ def bradley_terry_ratings(games: Iterable[Game], settings: RatingSettings = Rati
         lo, hi = np.quantile(samples, [alpha, 1.0 - alpha], axis=0)
     out = {}
     for i, p in enumerate(table.players):
+        unplayed = n_games[p] == 0  # its rating is the scale's mean by construction: no interval to speak of
         out[p] = Rating(settings.initial + ELO_PER_NAT * beta[i],
-                        None if lo is None else settings.initial + ELO_PER_NAT * lo[i],
-                        None if hi is None else settings.initial + ELO_PER_NAT * hi[i],
+                        None if lo is None or unplayed else settings.initial + ELO_PER_NAT * lo[i],
+                        None if hi is None or unplayed else settings.initial + ELO_PER_NAT * hi[i],
                         n_games[p], {"beta": float(beta[i])})
     return out
 
@@ -160,3 +166,33 @@ def bradley_terry_ratings(games: Iterable[Game], settings: RatingSettings = Rati
 def win_probability(beta_a: float, beta_b: float) -> float:
     """BT probability that A beats B from natural-log strengths."""
     return 1.0 / (1.0 + math.exp(beta_b - beta_a))
+
+
+def bradley_terry_history(games: Iterable[Game], marks: Iterable[int], settings: RatingSettings = RatingSettings()
+                          ) -> list[tuple[int, str, float]]:
+    """BT ratings refitted on prefixes of the log (no bootstrap).
+
+    Args:
+        games: the match log in recording order.
+        marks: prefix lengths k (numbers of matches); each is clipped to ``[1, len(games)]`` and
+            deduplicated. Typical marks: every N matches, the ends of tournaments, and the whole log.
+        settings: uses ``initial`` (the scale's mean); ``bootstrap`` is ignored on purpose (points only).
+
+    Returns:
+        ``(k, player, rating after the first k matches)`` for each mark (ascending) and each player who
+        has played by then, on the Elo scale (``initial + 400/ln 10 * beta``, mean ``initial`` over the
+        players present at that mark).
+    """
+    games = list(games)
+    if not games:
+        return []
+    ks = sorted({min(max(int(k), 1), len(games)) for k in marks})
+    out: list[tuple[int, str, float]] = []
+    beta_prev: dict[str, float] = {}
+    for k in ks:
+        table = pair_table(games[:k])
+        x0 = np.array([beta_prev.get(p, 0.0) for p in table.players])
+        beta = fit_beta(table.design, table.counts, table.score, x0=x0)
+        beta_prev = dict(zip(table.players, beta.tolist()))
+        out.extend((k, p, settings.initial + ELO_PER_NAT * float(b)) for p, b in zip(table.players, beta))
+    return out
