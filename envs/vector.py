@@ -210,16 +210,17 @@ class VecEnv:
 
 
 def default_factory(env_id: str, env_kwargs: dict | None, behavior_map: dict | None = None,
-                    supersuit: list | None = None):
-    """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs)``."""
+                    supersuit: list | None = None, image_layout: str = "auto"):
+    """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs, ...)``."""
     import functools
 
-    return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit)
+    return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit, image_layout)
 
 
 def _make_array_env(env_id: str, env_kwargs: dict | None, behavior_map: dict | None, supersuit: list | None,
-                    index: int, out: dict | None) -> ArrayEnv:
-    return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map, supersuit=supersuit)
+                    image_layout: str, index: int, out: dict | None) -> ArrayEnv:
+    return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map, supersuit=supersuit,
+                    image_layout=image_layout)
 
 
 def cpu_count() -> int:

@@ -361,6 +361,9 @@ class EnvSettings(_Strict):
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     behavior_map: dict[str, str] = Field(default_factory=dict)
     supersuit: list[Union[str, dict[str, dict[str, Any]]]] = Field(default_factory=list)
+    image_layout: Literal["auto", "hwc", "chw"] = Field(
+        "auto", description="3-D observations: auto = channel-last when the last axis has <= 4 channels and the "
+                            "first more (PettingZoo/Gymnasium), CHW for Unity and OpenSpiel; hwc/chw force it")
     base_port: int = Field(5005, gt=0, lt=65536, description="Unity: port of worker 0 (worker i uses base+i)")
     num_envs: int = Field(1, ge=1, description="env worker processes (1 = in-process)")
     num_areas: int = Field(1, ge=1, description="env copies per worker (ML-Agents' training areas)")

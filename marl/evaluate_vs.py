@@ -218,7 +218,8 @@ def _env_for(policy_path: Path, env_id: str | None) -> tuple[str, dict, dict]:
         if env_id is None or env_id == run_env:
             env_id = run_env
             kwargs = es.get("env_kwargs") or {}
-            extra = {"behavior_map": es.get("behavior_map") or {}, "supersuit": es.get("supersuit") or []}
+            extra = {"behavior_map": es.get("behavior_map") or {}, "supersuit": es.get("supersuit") or [],
+                     "image_layout": es.get("image_layout") or "auto"}
     if env_id is None and policy_path.suffix == ".pt":
         try:
             env_id = load_checkpoint_env(policy_path)
@@ -261,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
 
         def make_env(copy: int) -> ArrayEnv:
-            return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"))
+            return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"),
+                            image_layout=extra.get("image_layout", "auto"))
 
         probe = make_env(0)
         names = probe.spec.names

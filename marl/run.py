@@ -65,7 +65,7 @@ def env_factory(cfg: RunConfig, run_dir: Path | None = None) -> tuple[str, Calla
         from envs.unity import unity_factory  # Unity builds (envs/unity)
 
         return es.env_path, unity_factory(cfg, run_dir)
-    return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map, es.supersuit)
+    return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map, es.supersuit, es.image_layout)
 
 
 def seed_everything(seed: int) -> int:

@@ -148,3 +148,67 @@ def test_camera_and_vector_behavior_trains_through_the_cnn_and_exports_one_input
     d_t, _, _ = ref.act(obs, idx)
     d_o, _, _ = onnx.act(obs, idx)
     np.testing.assert_array_equal(d_t, d_o)
+
+
+# ------------------------------------------------------------------------------------------ image layouts
+class FrameGame(ParallelEnv):
+    """One agent seeing a uint8 RGB frame ``[H, W, 3]`` (PettingZoo/Gymnasium layout) whose red channel
+    holds a ramp, so a wrong transpose is visible."""
+
+    metadata = {"name": "frame_game"}
+
+    def __init__(self, h: int = 40, w: int = 60):
+        self.possible_agents = ["agent_0"]
+        self.h, self.w = h, w
+
+    def observation_space(self, agent):
+        return spaces.Box(0, 255, (self.h, self.w, 3), np.uint8)
+
+    def action_space(self, agent):
+        return spaces.Discrete(2)
+
+    def _frame(self):
+        f = np.zeros((self.h, self.w, 3), np.uint8)
+        f[..., 0] = np.arange(self.w, dtype=np.uint8)[None, :]
+        f[..., 1] = 7
+        return f
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return {"agent_0": self._frame()}, {"agent_0": {}}
+
+    def step(self, actions):
+        self.t += 1
+        done = self.t >= 3
+        out = ({"agent_0": self._frame()}, {"agent_0": 0.0}, {"agent_0": False}, {"agent_0": done}, {"agent_0": {}})
+        if done:
+            self.agents = []
+        return out
+
+
+def frames(**kw):
+    return FrameGame(**kw)
+
+
+def test_channel_last_images_are_detected_and_transposed_once():
+    from envs.adapter import is_hwc
+
+    assert is_hwc((40, 60, 3)) and is_hwc((6, 7, 2))  # PettingZoo frames, connect_four boards
+    assert not is_hwc((3, 40, 60)) and not is_hwc((3, 3, 3)) and not is_hwc((40, 60, 3), "chw")
+    env = ArrayEnv("test_sensors:frames")
+    b = env.spec.behavior("agent")
+    assert b.obs_shape == (3, 40, 60)  # CHW, ready for the CNN
+    obs = env.out["agent/obs"][0]
+    np.testing.assert_array_equal(obs[0, 5], np.arange(60))  # red channel ramp along the width
+    assert (obs[1] == 7).all()
+    forced = ArrayEnv("test_sensors:frames", image_layout="chw")  # the override key keeps the env's layout
+    assert forced.spec.behavior("agent").obs_shape == (40, 60, 3)
+
+
+def test_atari_preprocessing_preset_gives_stacked_84x84_frames_in_0_1():
+    env = ArrayEnv("test_sensors:frames", {"h": 100, "w": 120}, supersuit=["atari_preprocessing"])
+    b = env.spec.behavior("agent")
+    assert b.obs_shape == (4, 84, 84)  # 4 grayscale frames, channel-first
+    obs = env.out["agent/obs"][0]
+    assert obs.dtype == np.float32 and 0.0 <= obs.min() and obs.max() <= 1.0 and obs.max() > 0.0

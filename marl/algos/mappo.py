@@ -412,7 +412,8 @@ class PPOCollector:
             if L.memory_size:  # memory policies: one LSTM step for actor and critic, memories move on for deciders
                 mem_a, mem_c = self.memory[name]
                 d, c, logp, new_a = L.actor.act_recurrent(obs, L.ids, mask, mem_a)
-                v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"])), L.ids, mem_c)
+                v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"]).reshape(self.E, -1)),
+                                         L.ids, mem_c)
                 row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy(),
                        "mem_a": mem_a.view(self.E, b.n_agents, -1).numpy(),
                        "mem_c": mem_c.view(self.E, b.n_agents, -1).numpy(), "value": v.view(self.E, b.n_agents).numpy()}
@@ -431,7 +432,7 @@ class PPOCollector:
                 row["act_c"] = c_np
             rows = self.state_rows[name]
             if rows is not None:
-                rows[buffer.t] = arrays["state"]
+                rows[buffer.t] = arrays["state"].reshape(self.E, -1)  # a state of any shape, flattened
             # opponent slots (self-play) act with the opponent's policy; only learning slots are recorded
             opp = self.opponents.get(name)
             if opp is not None and opp[1] is not None:
@@ -459,7 +460,7 @@ class PPOCollector:
             mem = self.memory.get(name)
             if trunc.any():
                 if final_state is None:
-                    final_state = torch.from_numpy(arrays["final_state"].copy())
+                    final_state = torch.from_numpy(arrays["final_state"].reshape(self.E, -1).copy())
                 fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1)
                 v = L.values(fin, final_state, None if mem is None else mem[1])
                 boot = (L.gamma * v).view(self.E, L.spec.n_agents).numpy() * trunc
@@ -497,7 +498,7 @@ class PPOCollector:
                    for n, L in self.learners.items()):
                 break
         with torch.inference_mode():
-            state = torch.from_numpy(arrays["state"].copy())
+            state = torch.from_numpy(arrays["state"].reshape(self.E, -1).copy())
             out = {}
             for n, L in self.learners.items():
                 mem = self.memory.get(n)
