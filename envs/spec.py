@@ -120,7 +120,10 @@ def array_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     * ``terminated`` / ``truncated`` bool ``[A]``: the agent's episode ended in the last step;
     * ``final_obs`` float32 ``[A, *obs_shape]``: observation at truncation (for bootstrapping);
     * ``act_d`` int64 ``[A, n_branches]`` and/or ``act_c`` float32 ``[A, continuous_size]``: the
-      actions to apply (written by the trainer).
+      actions to apply (written by the trainer);
+    * ``traj_id`` int64 ``[A]``: id of the trajectory (one agent's life in one episode) the slot holds,
+      unique within the env copy and never reused, so experience survives slot reuse;
+    * ``group_id`` int64 ``[A]``: that agent's group (Unity's ``SimpleMultiAgentGroup`` id, 0 = none).
     """
     layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     f32, b8 = np.dtype(np.float32), np.dtype(np.bool_)
@@ -135,6 +138,8 @@ def array_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
             layout[f"{b.name}/act_c"] = ((a, b.action.continuous_size), f32)
         for name, dt in (("active", b8), ("alive", b8), ("reward", f32), ("terminated", b8), ("truncated", b8)):
             layout[f"{b.name}/{name}"] = ((a,), dt)
+        layout[f"{b.name}/traj_id"] = ((a,), np.dtype(np.int64))
+        layout[f"{b.name}/group_id"] = ((a,), np.dtype(np.int64))
     layout["state"] = (spec.state_shape, f32)
     layout["final_state"] = (spec.state_shape, f32)
     return layout
