@@ -92,14 +92,18 @@ def test_no_editor(tmp_path):
     assert "Editor" in one_line(err)
 
 
-def test_step_after_the_episode_and_bad_action(tmp_path):
-    env = start(STANDIN, free_port(), timeout=20, env_args=["--max-steps", "1"])
+def test_step_without_live_agents_unknown_agents_and_bad_action(tmp_path):
+    env = start(STANDIN, free_port(), timeout=20, env_args=["--crash-after", "1", "--no-rays"])
     try:
         obs, _ = env.reset()
         with pytest.raises(UnityEnvError) as err:
             env.step({a: np.zeros(5) for a in obs})
         assert "does not fit MultiDiscrete" in one_line(err)
+        with pytest.raises(UnityEnvError) as err:
+            env.step({"SoccerTwos?team=0?agent_id=99": np.zeros(3, int)})
+        assert "never had" in one_line(err) and "agent_id=99" in str(err.value)
         env.step({a: np.zeros(3, int) for a in obs})
+        env.step({a: np.zeros(3, int) for a in env.agents})  # the player crashes: restarted, every episode truncated
         assert env.agents == []
         with pytest.raises(UnityEnvError, match="call reset"):
             env.step({})

@@ -50,13 +50,23 @@ def chw_shape(spec: ObservationSpec) -> tuple[int, ...]:
     return s
 
 
-def decode_observation(obs) -> np.ndarray:
+def decode_observation(obs, expected: Sequence[int] | None = None, behavior: str = "?") -> np.ndarray:
     """One ``ObservationProto`` -> float32 array; rank-3 (visual) observations as CHW.
 
+    Args:
+        obs: the proto.
+        expected: the shape the behavior announced for this sensor (as sent, e.g. HWC for a pre-3.x
+            player); a proto of another shape is refused.
+        behavior: named in errors.
+
     Raises:
-        UnityEnvError: the decoded image does not match the announced shape.
+        UnityEnvError: the proto's shape differs from ``expected``, or the decoded image does not
+            match the shape the proto announces.
     """
     shape = tuple(obs.shape)
+    if expected is not None and shape != tuple(expected):
+        raise UnityEnvError(f"behavior '{behavior}': sensor '{obs.name}' sent shape {list(shape)} where the behavior "
+                            f"announced {list(expected)}; an agent's sensors must keep their shapes for the whole run")
     if len(shape) != 3:
         return np.asarray(obs.float_data.data, np.float32).reshape(shape)
     hwc = is_hwc(shape, obs.dimension_properties)
@@ -72,35 +82,51 @@ def decode_observation(obs) -> np.ndarray:
     return chw
 
 
-def _obs_arrays(infos: list, spec: BehaviorSpec) -> list[np.ndarray]:
+def _obs_arrays(infos: list, spec: BehaviorSpec, behavior: str = "?") -> list[np.ndarray]:
     out = []
+    n_sensors = len(spec.observation_specs)
+    for info in infos:
+        if len(info.observations) != n_sensors:
+            raise UnityEnvError(f"behavior '{behavior}': agent {info.id} sent {len(info.observations)} sensor(s) where "
+                                f"the behavior announced {n_sensors} ({', '.join(o.name for o in spec.observation_specs)}); "
+                                "an agent's sensors must stay the same for the whole run")
     for idx, ospec in enumerate(spec.observation_specs):
         shape = chw_shape(ospec)
         if not infos:
             out.append(np.zeros((0, *shape), np.float32))
         elif len(ospec.shape) == 3:
-            out.append(np.stack([decode_observation(i.observations[idx]) for i in infos]))
+            out.append(np.stack([decode_observation(i.observations[idx], ospec.shape, behavior) for i in infos]))
         else:
-            try:
-                arr = np.array([i.observations[idx].float_data.data for i in infos], np.float32)
-                out.append(arr.reshape((len(infos), *shape)))
-            except ValueError:
-                raise UnityEnvError(f"observation {idx} ('{ospec.name}'): an agent sent a shape other than "
-                                    f"{list(ospec.shape)}") from None
+            size = int(np.prod(ospec.shape))
+            for i in infos:
+                o = i.observations[idx]
+                if tuple(o.shape) != tuple(ospec.shape) or len(o.float_data.data) != size:
+                    raise UnityEnvError(f"behavior '{behavior}': sensor {idx} ('{o.name}') of agent {i.id} sent shape "
+                                        f"{list(o.shape)} ({len(o.float_data.data)} values) where the behavior announced "
+                                        f"{list(ospec.shape)} ('{ospec.name}'); an agent's sensors must keep their "
+                                        "shapes for the whole run")
+            arr = np.array([i.observations[idx].float_data.data for i in infos], np.float32)
+            out.append(arr.reshape((len(infos), *shape)))
             if not np.isfinite(out[-1]).all():
-                raise UnityEnvError(f"observation {idx} ('{ospec.name}') contains NaN or infinite values")
+                raise UnityEnvError(f"behavior '{behavior}': observation {idx} ('{ospec.name}') contains NaN or "
+                                    "infinite values")
     return out
 
 
-def steps_from_proto(agent_infos, spec: BehaviorSpec) -> tuple[DecisionSteps, TerminalSteps]:
+def steps_from_proto(agent_infos, spec: BehaviorSpec, behavior: str = "?") -> tuple[DecisionSteps, TerminalSteps]:
     """Split one behavior's ``AgentInfoProto`` list into decision and terminal steps.
 
     Returns ``DecisionSteps`` (obs arrays ``[n, ...]``, visual CHW; ``action_mask`` as mlagents:
     a list per discrete branch of bool ``[n, branch_size]``, **True = masked**) and
     ``TerminalSteps`` (``interrupted`` = ``max_step_reached``).
 
+    Args:
+        agent_infos: the behavior's ``AgentInfoProto`` list of one message.
+        spec: the behavior's spec (from its first message).
+        behavior: the behavior's name (named in errors).
+
     Raises:
-        UnityEnvError: malformed observations or NaN rewards.
+        UnityEnvError: malformed observations (a sensor that changed shape or count) or NaN rewards.
     """
     dec = [i for i in agent_infos if not i.done]
     term = [i for i in agent_infos if i.done]
@@ -120,10 +146,10 @@ def steps_from_proto(agent_infos, spec: BehaviorSpec) -> tuple[DecisionSteps, Te
             if len(info.action_mask) == size:
                 m[j] = info.action_mask
         mask = np.split(m, np.cumsum(branches)[:-1], axis=1)
-    decision = DecisionSteps(_obs_arrays(dec, spec), floats(dec, "reward"),
+    decision = DecisionSteps(_obs_arrays(dec, spec, behavior), floats(dec, "reward"),
                              np.array([i.id for i in dec], np.int32), mask,
                              np.array([i.group_id for i in dec], np.int32), floats(dec, "group_reward"))
-    terminal = TerminalSteps(_obs_arrays(term, spec), floats(term, "reward"),
+    terminal = TerminalSteps(_obs_arrays(term, spec, behavior), floats(term, "reward"),
                              np.array([i.max_step_reached for i in term], bool),
                              np.array([i.id for i in term], np.int32),
                              np.array([i.group_id for i in term], np.int32), floats(term, "group_reward"))
