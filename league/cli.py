@@ -83,10 +83,12 @@ def cmd_init(a) -> int:
             pending.append(d)
             out.print(f"snapshots '{d}': not there yet (train the run, then `league add {a.config} {d}`)")
     new = sum(1 for _, created in added if created)
-    n_players, n_matches = len(league.store.players()), league.store.match_count()
-    out.print(f"league '{league.config.name}' at {league.store.url}: {n_players} players ({new} new), {n_matches} matches")
+    from league.store import _safe_url
+
+    n_players, n_matches, where = len(league.store.players()), league.store.match_count(), _safe_url(league.store.url)
+    out.print(f"league '{league.config.name}' at {where}: {n_players} players ({new} new), {n_matches} matches")
     if a.json:
-        _emit_json({"league": league.config.name, "store": league.store.url, "players": n_players, "new_players": new,
+        _emit_json({"league": league.config.name, "store": where, "players": n_players, "new_players": new,
                     "matches": n_matches, "pending_snapshots": pending})
     return 0
 

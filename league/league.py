@@ -269,10 +269,11 @@ class League:
 
     @staticmethod
     def _delete_files(paths: list[str]) -> None:
+        """Delete files this league created; ones already gone (or never created) are fine."""
         for f in paths:
             try:
                 os.remove(f)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 pass
 
     def check_can_act(self, policy: str, policy_hash: str | None = None, label: str | None = None) -> None:

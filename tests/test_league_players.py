@@ -237,3 +237,16 @@ def test_remove_without_matches_deletes_and_with_force_keeps_matches(c4, tmp_pat
     from league.leaderboard import leaderboard
 
     assert "fresh" not in [r.player for r in leaderboard(lg, "elo", include_inactive=True)]
+
+
+def test_add_path_errors(c4, tmp_path, capsys):
+    (tmp_path / "empty_run").mkdir()
+    _one_line_error(capsys, main(["add", c4, str(tmp_path / "empty_run")]), "has no snapshots")
+    (tmp_path / "notes.txt").write_text("x")
+    _one_line_error(capsys, main(["add", c4, str(tmp_path / "notes.txt")]), "expected a .onnx/.pt file")
+    _one_line_error(capsys, main(["add", c4, str(tmp_path / "nothing.onnx")]), "does not exist")
+    brain = export_column_policy(tmp_path / "col1.onnx", [1, 0, 2, 3, 4, 5, 6])
+    capsys.readouterr()  # torch's export warnings
+    (tmp_path / "lg" / "policies").write_text("a file where the league's policies folder should be")
+    _one_line_error(capsys, main(["add", c4, brain]), "cannot copy", "league folder")
+    assert "col1" not in _players(c4)
