@@ -29,6 +29,7 @@ class MemoryCueEnv(ParallelEnv):
         self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
         self._obs_space = spaces.Box(0.0, 1.0, (n_cues + 2,), np.float32)
         self._act_space = spaces.Discrete(n_cues)
+        self.state_space = spaces.Box(0.0, 1.0, (n_agents * (n_cues + 2),), np.float32)  # PettingZoo: goes with state()
         self.rng = np.random.default_rng()
 
     def observation_space(self, agent):
@@ -45,6 +46,16 @@ class MemoryCueEnv(ParallelEnv):
         if self.t == self.length - 1:
             o[self.n_cues + 1] = 1.0
         return {a: o.copy() for a in self.agents}
+
+    def state(self) -> np.ndarray:
+        """The agents' current observations concatenated (no privileged cue after the first step)."""
+        o = np.zeros(self.n_cues + 2, np.float32)
+        if getattr(self, "t", 1) == 0:
+            o[self.cue] = 1.0
+            o[self.n_cues] = 1.0
+        if getattr(self, "t", 0) == self.length - 1:
+            o[self.n_cues + 1] = 1.0
+        return np.tile(o, len(self.possible_agents))
 
     def reset(self, seed=None, options=None):
         if seed is not None:
