@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 import tree_sitter
 import tree_sitter_c_sharp
@@ -148,7 +150,7 @@ def added_observations(path: Path) -> list[str]:
 def test_every_csharp_file_parses_without_syntax_errors():
     files = sorted(UNITY.rglob("*.cs"))
     names = {f.name for f in files}
-    assert {"SoccerSpec.cs", "SoccerSimulation.cs", "SoccerPlayerAgent.cs", "SoccerFieldController.cs",
+    assert {"SoccerSpec.cs", "SoccerSimulation.cs", "SoccerPlayerAgent.cs", "SoccerFieldController.cs", "SoccerSensors.cs",
             "BrainImporter.cs", "HeadlessBuild.cs", "SoccerSceneBuilder.cs"} <= names, names
     problems = []
     for path in files:
@@ -233,7 +235,7 @@ def test_scene_builder_declares_the_spec_sizes():
     builder = (EDITOR / "SoccerSceneBuilder.cs").read_text()
     assert "BrainParameters.VectorObservationSize = SoccerSpec.ObservationSize;" in builder
     assert "BrainParameters.ActionSpec = ActionSpec.MakeDiscrete(SoccerSpec.BranchSizes);" in builder
-    assert "BehaviorName = SoccerSpec.BehaviorName;" in builder
+    assert "BehaviorName = camera ? SoccerSpec.CameraBehaviorName : SoccerSpec.BehaviorName;" in builder
     assert "DecisionPeriod = SoccerSpec.DecisionPeriod;" in builder
     controller = (SCRIPTS / "SoccerFieldController.cs").read_text()
     assert re.search(r"EnvironmentParameters\.GetWithDefault\(\s*SoccerSpec\.BallTouchParameter,\s*SoccerSpec\.BallTouchDefault\)", controller)
@@ -258,3 +260,68 @@ def test_csharp_sizes_equal_the_python_game():
     max_steps = getattr(env.unwrapped, "max_steps", None)
     if max_steps is not None:
         assert max_steps == constants["MaxSteps"]
+
+
+# ---------------------------------------------------------------- sensor by sensor: C#, Python game, stand-in
+
+
+def _sensor_table_csharp() -> dict[str, list[tuple[str, tuple[int, ...]]]]:
+    """behavior -> [(sensor name, shape)] in Unity's order (sorted by name), from SoccerSpec.cs and the
+    components SoccerSceneBuilder adds (rays for SoccerTwos, the camera for SoccerTwosCamera)."""
+    c = csharp_constants(SCRIPTS / "SoccerSpec.cs")
+    frame = len(c["RayAngles"]) * (len(c["RayTags"]) + 2)
+    assert frame == c["RayFrameSize"]
+    stacked = f"StackingSensor_size{c['RayStacks']}_{c['RaySensorName']}"  # ML-Agents' StackingSensor name
+    vector = (c["VectorSensorName"], (c["ObservationSize"],))
+    assert c["VectorSensorName"] == f"VectorSensor_size{c['ObservationSize']}"  # what Unity names it
+    table = {c["BehaviorName"]: [(stacked, (frame * c["RayStacks"],)), vector],
+             c["CameraBehaviorName"]: [(c["CameraSensorName"], (c["CameraChannels"], c["CameraHeight"], c["CameraWidth"])),
+                                       vector]}
+    return {b: sorted(sensors) for b, sensors in table.items()}
+
+
+def test_csharp_sensors_are_wired_as_declared():
+    sensors = (SCRIPTS / "SoccerSensors.cs").read_text()
+    assert "new StackingSensor(new SoccerRaySensor(agent), SoccerSpec.RayStacks)" in sensors
+    assert "ObservationSpec.Vector(SoccerSpec.RayFrameSize)" in sensors
+    assert ("ObservationSpec.Visual(SoccerSpec.CameraChannels, SoccerSpec.CameraHeight, SoccerSpec.CameraWidth)"
+            in sensors and "SensorCompressionType.PNG" in sensors)
+    assert "return SoccerSpec.RaySensorName;" in sensors and "return SoccerSpec.CameraSensorName;" in sensors
+    builder = (EDITOR / "SoccerSceneBuilder.cs").read_text()
+    assert "player.AddComponent<SoccerCameraSensorComponent>();" in builder
+    assert "player.AddComponent<SoccerRaySensorComponent>();" in builder
+    importer = (EDITOR / "BrainImporter.cs").read_text()
+    assert 'candidates.Add($"{behaviorName}_agent{slot}.onnx");' in importer
+    assert "* Marl.Soccer.SoccerSpec.PlayersPerTeam + player.IndexInGroup" in importer
+    agent = (SCRIPTS / "SoccerPlayerAgent.cs").read_text()
+    assert "get { return AgentId % SoccerSpec.PlayersPerTeam; }" in agent  # IndexInGroup
+
+
+def test_csharp_sensor_sizes_equal_the_python_game_and_the_standin():
+    from envs.games.soccer import SoccerTwosEnv
+    from envs.unity.standin import StandinPlayer, build_parser
+    from mlagents_envs.communicator_objects.unity_message_pb2 import UnityMessageProto
+
+    table = _sensor_table_csharp()
+    game = SoccerTwosEnv(rays=True, camera=True)
+    obs, _ = game.reset(seed=0)
+    for agent, ob in obs.items():
+        behavior = agent.split("?", 1)[0]
+        names = game.sensor_names(behavior)
+        assert list(names) == sorted(names)  # Unity's order
+        assert [(n, tuple(np.shape(o))) for n, o in zip(names, ob)] == table[behavior], agent
+        assert [tuple(sp.shape) for sp in game.observation_space(agent)] == [shape for _, shape in table[behavior]]
+    # the stand-in's wire messages (parsed back with protobuf): the same sensors, names and shapes
+    player = StandinPlayer(build_parser().parse_args(["--camera"]))
+    from envs.unity.standin import _Area
+    player.areas = [_Area(0, SoccerTwosEnv(**player.game_kwargs))]
+    message = UnityMessageProto.FromString(player._reset())
+    infos = message.unity_output.rl_output.agentInfos
+    assert sorted(infos) == ["SoccerTwos?team=0", "SoccerTwosCamera?team=1"]
+    for unity_behavior, lst in infos.items():
+        for info in lst.value:
+            sent = [(o.name, tuple(o.shape)) for o in info.observations]
+            assert sent == table[unity_behavior.split("?")[0]], unity_behavior
+    brains = {bp.brain_name: list(bp.action_spec.discrete_branch_sizes)
+              for bp in message.unity_output.rl_initialization_output.brain_parameters}
+    assert brains == dict.fromkeys(infos, csharp_constants(SCRIPTS / "SoccerSpec.cs")["BranchSizes"])

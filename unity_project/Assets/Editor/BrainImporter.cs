@@ -7,6 +7,12 @@
 //
 // Matching: every BehaviorParameters in the open scene(s) takes the first file that exists in the
 // folder among
+//     <BehaviorName>_agent<slot>.onnx     (per-slot brains, written when the policy was trained WITH the
+//                                          agent-id input, network_settings.agent_id: true; slot >= 1,
+//                                          slot = index of the agent's team among the behavior's team ids
+//                                          (sorted) * PlayersPerTeam + the agent's index in its group,
+//                                          i.e. the slot it trained in with one training area; slot 0's
+//                                          brain is <BehaviorName>.onnx)
 //     <BehaviorName>?team=<TeamId>.onnx   (a brain for one team; '?' is not allowed on Windows, so also)
 //     <BehaviorName>_team<TeamId>.onnx    (the same, Windows-safe)
 //     <BehaviorName>.onnx                 (one brain for every team; what marl-learn writes as
@@ -123,7 +129,14 @@ namespace Marl.SoccerEditor
             var unmatched = new List<string>();
             foreach (var behavior in behaviors)
             {
-                var file = FindBrainFile(fullFolder, behavior.BehaviorName, behavior.TeamId);
+                var slot = SlotOf(behavior, behaviors);
+                var file = FindBrainFile(fullFolder, behavior.BehaviorName, behavior.TeamId, slot);
+                if (slot > 0 && file != null && !file.EndsWith($"_agent{slot}.onnx", StringComparison.Ordinal)
+                    && File.Exists(Path.Combine(fullFolder, $"{behavior.BehaviorName}_agent1.onnx")))
+                {
+                    Debug.LogWarning($"MARL brains: '{folder}' has per-slot brains but no {behavior.BehaviorName}_agent{slot}.onnx " +
+                        $"for {behavior.gameObject.name}; it gets {Path.GetFileName(file)}, which acts as another slot");
+                }
                 if (file == null)
                 {
                     unmatched.Add($"{behavior.gameObject.name} ({behavior.FullyQualifiedBehaviorName})");
@@ -154,15 +167,35 @@ namespace Marl.SoccerEditor
             return assigned;
         }
 
-        /// <summary>The brain file for one behavior and team, following the matching order above; null if none.</summary>
-        public static string FindBrainFile(string folder, string behaviorName, int teamId)
+        /// <summary>
+        /// The training slot of an agent for per-slot brains: index of its TeamId among the sorted team ids
+        /// of <paramref name="all"/> agents with its behavior name, times SoccerSpec.PlayersPerTeam, plus its
+        /// index in its group (<see cref="Marl.Soccer.SoccerPlayerAgent.IndexInGroup"/>); -1 for agents that
+        /// do not say their index in a group.
+        /// </summary>
+        public static int SlotOf(BehaviorParameters behavior, IEnumerable<BehaviorParameters> all)
         {
-            var candidates = new[]
+            var player = behavior.GetComponent<Marl.Soccer.SoccerPlayerAgent>();
+            if (player == null)
             {
-                $"{behaviorName}?team={teamId}.onnx",
-                $"{behaviorName}_team{teamId}.onnx",
-                $"{behaviorName}.onnx",
-            };
+                return -1;
+            }
+            var teams = all.Where(b => b.BehaviorName == behavior.BehaviorName).Select(b => b.TeamId).Distinct()
+                .OrderBy(t => t).ToList();
+            return teams.IndexOf(behavior.TeamId) * Marl.Soccer.SoccerSpec.PlayersPerTeam + player.IndexInGroup;
+        }
+
+        /// <summary>The brain file for one behavior, team and slot (-1: none), following the matching order above; null if none.</summary>
+        public static string FindBrainFile(string folder, string behaviorName, int teamId, int slot = -1)
+        {
+            var candidates = new List<string>();
+            if (slot > 0)
+            {
+                candidates.Add($"{behaviorName}_agent{slot}.onnx");
+            }
+            candidates.Add($"{behaviorName}?team={teamId}.onnx");
+            candidates.Add($"{behaviorName}_team{teamId}.onnx");
+            candidates.Add($"{behaviorName}.onnx");
             foreach (var candidate in candidates)
             {
                 string path;

@@ -3,9 +3,14 @@
 // What the scene contains is described in unity_project/SCENE.md.
 //
 // Menu:          MARL > Create SoccerTwos Scene
+//                MARL > Create SoccerTwos Scene (camera team 1)
 // Command line:  Unity -batchmode -nographics -quit -projectPath unity_project
 //                      -executeMethod Marl.SoccerEditor.SoccerSceneBuilder.BuildFromCommandLine
-//                      [-scenePath Assets/Scenes/SoccerTwos.unity]
+//                      [-scenePath Assets/Scenes/SoccerTwos.unity] [-cameraTeam1 true]
+//
+// Sensors per player (docs/soccer_spec.md): SoccerRaySensorComponent (stacked rays) and the vector
+// sensor; in the camera variant team 1 is behavior "SoccerTwosCamera" with SoccerCameraSensorComponent
+// and the vector sensor.
 
 using System;
 using System.IO;
@@ -37,12 +42,25 @@ namespace Marl.SoccerEditor
             Debug.Log($"MARL: created {path}");
         }
 
+        /// <summary>Menu entry: the camera variant (team 1 = behavior SoccerTwosCamera with a camera sensor).</summary>
+        [MenuItem("MARL/Create SoccerTwos Scene (camera team 1)")]
+        public static void BuildCameraMenu()
+        {
+            if (!EditorSceneManager.SaveCurrentModifiedScenesIfUserWantsTo())
+            {
+                return;
+            }
+            var path = Build(BrainImporter.DefaultScenePath, true);
+            Debug.Log($"MARL: created {path} (camera team 1)");
+        }
+
         /// <summary>-executeMethod entry: build and save -scenePath (default Assets/Scenes/SoccerTwos.unity); exit 0 / 1.</summary>
         public static void BuildFromCommandLine()
         {
             try
             {
-                var path = Build(CommandLine.Value("-scenePath", BrainImporter.DefaultScenePath));
+                var camera = CommandLine.Value("-cameraTeam1", "false") == "true";
+                var path = Build(CommandLine.Value("-scenePath", BrainImporter.DefaultScenePath), camera);
                 CommandLine.Finish(true, $"MARL: created {path}");
             }
             catch (Exception e) when (e is ArgumentException || e is IOException || e is InvalidOperationException)
@@ -54,9 +72,11 @@ namespace Marl.SoccerEditor
         /// <summary>
         /// Create the scene, save it to <paramref name="scenePath"/> and add it (first, enabled) to Build Settings.
         /// </summary>
+        /// <param name="scenePath">Where to save the scene.</param>
+        /// <param name="cameraTeam1">Team 1 plays as behavior SoccerTwosCamera with a camera sensor.</param>
         /// <returns>The saved scene path.</returns>
         /// <exception cref="InvalidOperationException">The scene could not be saved.</exception>
-        public static string Build(string scenePath)
+        public static string Build(string scenePath, bool cameraTeam1 = false)
         {
             var scene = EditorSceneManager.NewScene(NewSceneSetup.EmptyScene, NewSceneMode.Single);
 
@@ -131,7 +151,16 @@ namespace Marl.SoccerEditor
                 agent.AgentId = k;
                 agent.Field = field;
                 agent.MaxStep = 0;
-                ConfigureBehavior(player.GetComponent<BehaviorParameters>(), team);
+                agent.UseCamera = cameraTeam1 && team == 1;
+                ConfigureBehavior(player.GetComponent<BehaviorParameters>(), team, agent.UseCamera);
+                if (agent.UseCamera)
+                {
+                    player.AddComponent<SoccerCameraSensorComponent>();
+                }
+                else
+                {
+                    player.AddComponent<SoccerRaySensorComponent>();
+                }
 
                 var requester = player.AddComponent<DecisionRequester>();
                 requester.DecisionPeriod = SoccerSpec.DecisionPeriod;
@@ -154,10 +183,11 @@ namespace Marl.SoccerEditor
             return scenePath;
         }
 
-        /// <summary>Behavior "SoccerTwos", the given team, 16 observations, discrete [3, 3, 3], no model yet.</summary>
-        public static void ConfigureBehavior(BehaviorParameters behavior, int team)
+        /// <summary>Behavior "SoccerTwos" ("SoccerTwosCamera" with <paramref name="camera"/>), the given team,
+        /// 16 vector observations (the ray or camera sensor comes from its SensorComponent), discrete [3, 3, 3], no model yet.</summary>
+        public static void ConfigureBehavior(BehaviorParameters behavior, int team, bool camera = false)
         {
-            behavior.BehaviorName = SoccerSpec.BehaviorName;
+            behavior.BehaviorName = camera ? SoccerSpec.CameraBehaviorName : SoccerSpec.BehaviorName;
             behavior.TeamId = team;
             behavior.BehaviorType = BehaviorType.Default;
             behavior.UseChildSensors = true;

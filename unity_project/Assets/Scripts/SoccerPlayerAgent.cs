@@ -1,7 +1,10 @@
 // One SoccerTwos player (spec: docs/soccer_spec.md).
 //
-// Observations: ONE vector sensor of SoccerSpec.ObservationSize = 16 floats, in the agent's own frame
-// (team 1 negates x and y so every agent attacks +x), listed in CollectObservations below.
+// Observations, in Unity's sensor order (sorted by name): a stacked ray-perception sensor
+// "StackingSensor_size3_RayPerceptionSensor" (SoccerRaySensorComponent, 3 x 64 floats) -- or, for the
+// camera behavior "SoccerTwosCamera", a "CameraSensor" [3, 24, 40] (SoccerCameraSensorComponent) --
+// then the vector sensor "VectorSensor_size16" of SoccerSpec.ObservationSize = 16 floats, in the
+// agent's own frame (team 1 negates x and y so every agent attacks +x), listed in CollectObservations.
 // Actions: discrete branches SoccerSpec.BranchSizes = [3, 3, 3] (forward/back, lateral, kick), own frame.
 // Rewards, episode ends and resets are handled by SoccerFieldController through SimpleMultiAgentGroup;
 // this component never ends an episode on its own (MaxStep = 0).
@@ -16,8 +19,10 @@ namespace Marl.Soccer
 {
     /// <summary>
     /// A SoccerTwos player. Needs a BehaviorParameters (added automatically by Agent) with behavior name
-    /// "SoccerTwos", TeamId equal to this player's team, VectorObservationSize 16 and a discrete action
-    /// spec [3, 3, 3], and a DecisionRequester with DecisionPeriod 1; SoccerSceneBuilder sets all of them.
+    /// "SoccerTwos" ("SoccerTwosCamera" with UseCamera), TeamId equal to this player's team,
+    /// VectorObservationSize 16 and a discrete action spec [3, 3, 3], a SoccerRaySensorComponent (or a
+    /// SoccerCameraSensorComponent with UseCamera) and a DecisionRequester with DecisionPeriod 1;
+    /// SoccerSceneBuilder sets all of them.
     /// </summary>
     public class SoccerPlayerAgent : Agent
     {
@@ -29,6 +34,10 @@ namespace Marl.Soccer
         /// <summary>The field this player plays on.</summary>
         public SoccerFieldController Field;
 
+        /// <summary>True for a player of the camera behavior (SoccerSpec.CameraBehaviorName): camera + vector
+        /// sensors instead of rays + vector. Set by SoccerSceneBuilder.</summary>
+        public bool UseCamera;
+
         /// <summary>The last discrete action {forward/back, lateral, kick}, each in {0, 1, 2}.</summary>
         public readonly int[] LastAction = new int[3];
 
@@ -36,6 +45,20 @@ namespace Marl.Soccer
         public int Team
         {
             get { return SoccerSpec.TeamOf(AgentId); }
+        }
+
+        /// <summary>This player's index in its team's SimpleMultiAgentGroup (registration order = agent id
+        /// order): 0 or 1. BrainImporter gives it <c>&lt;Behavior&gt;_agent&lt;i&gt;.onnx</c> with
+        /// i = team index * PlayersPerTeam + IndexInGroup when per-slot brains exist.</summary>
+        public int IndexInGroup
+        {
+            get { return AgentId % SoccerSpec.PlayersPerTeam; }
+        }
+
+        /// <summary>The behavior name this player must have: SoccerSpec.CameraBehaviorName with a camera, else SoccerSpec.BehaviorName.</summary>
+        public string ExpectedBehaviorName
+        {
+            get { return UseCamera ? SoccerSpec.CameraBehaviorName : SoccerSpec.BehaviorName; }
         }
 
         /// <inheritdoc />
@@ -65,9 +88,16 @@ namespace Marl.Soccer
             {
                 return "no BehaviorParameters component";
             }
-            if (behavior.BehaviorName != SoccerSpec.BehaviorName)
+            if (behavior.BehaviorName != ExpectedBehaviorName)
             {
-                return $"behavior name is '{behavior.BehaviorName}', expected '{SoccerSpec.BehaviorName}'";
+                return $"behavior name is '{behavior.BehaviorName}', expected '{ExpectedBehaviorName}'";
+            }
+            var hasRays = GetComponent<SoccerRaySensorComponent>() != null;
+            var hasCamera = GetComponent<SoccerCameraSensorComponent>() != null;
+            if (hasRays == UseCamera || hasCamera != UseCamera)
+            {
+                return UseCamera ? "a camera player needs a SoccerCameraSensorComponent and no SoccerRaySensorComponent"
+                    : "a player needs a SoccerRaySensorComponent and no SoccerCameraSensorComponent";
             }
             if (behavior.TeamId != Team)
             {

@@ -29,7 +29,7 @@ namespace Marl.Soccer
         /// <summary>Players in total; agent ids 0, 1 are team 0 and 2, 3 are team 1.</summary>
         public const int NumPlayers = NumTeams * PlayersPerTeam;
 
-        /// <summary>Length of the one vector observation (float32 values), see SoccerPlayerAgent.CollectObservations.</summary>
+        /// <summary>Length of the vector sensor's observation (float32 values), see SoccerPlayerAgent.CollectObservations.</summary>
         public const int ObservationSize = 16;
 
         /// <summary>
@@ -100,6 +100,43 @@ namespace Marl.Soccer
         public const float BallTouchDefault = 0.0f;
         /// <summary>Individual reward per step with a kick or touch is BallTouchRewardScale * ball_touch.</summary>
         public const float BallTouchRewardScale = 0.2f;
+
+        // ---- sensors (Unity sorts an agent's sensors by name: obs_0, obs_1, ... follow that order) ----
+        /// <summary>Name of the vector sensor Unity creates for VectorObservationSize = 16.</summary>
+        public const string VectorSensorName = "VectorSensor_size16";
+
+        /// <summary>Name of the ray sensor before stacking; the StackingSensor around it is
+        /// "StackingSensor_size3_RayPerceptionSensor" (sorts before the vector sensor).</summary>
+        public const string RaySensorName = "RayPerceptionSensor";
+
+        /// <summary>Tags a ray can detect, in one-hot order.</summary>
+        public static readonly string[] RayTags = { "ball", "ownGoal", "opponentGoal", "wall", "teammate", "opponent" };
+
+        /// <summary>Ray directions in degrees in the agent's own frame (0 = toward the goal it attacks,
+        /// +90 = own +y), in ML-Agents' order: forward, then pairs alternating left and right.</summary>
+        public static readonly float[] RayAngles = { 0f, 45f, -45f, 90f, -90f, 135f, -135f, 180f };
+
+        /// <summary>Ray length (m); a hit reports its distance divided by this.</summary>
+        public const float RayLength = 1.5f;
+
+        /// <summary>Decisions stacked by the StackingSensor around the ray sensor (oldest first).</summary>
+        public const int RayStacks = 3;
+
+        /// <summary>Floats of one ray frame: per ray, one-hot of the tag hit, 1 if nothing was hit, hit fraction.</summary>
+        public const int RayFrameSize = 8 * (6 + 2);
+
+        /// <summary>Behavior of team 1 in the camera variant of the scene (SoccerSceneBuilder -cameraTeam1).</summary>
+        public const string CameraBehaviorName = "SoccerTwosCamera";
+
+        /// <summary>Name of the camera sensor (sorts before the vector sensor).</summary>
+        public const string CameraSensorName = "CameraSensor";
+
+        /// <summary>Camera sensor size: 3 channels (own team, opponents, ball), CameraHeight x CameraWidth pixels.</summary>
+        public const int CameraChannels = 3;
+        /// <summary>Rows of the camera image (row 0 = own +y).</summary>
+        public const int CameraHeight = 24;
+        /// <summary>Columns of the camera image (column 0 = own -x).</summary>
+        public const int CameraWidth = 40;
 
         /// <summary>Team of an agent id: 0 for ids 0, 1 and 1 for ids 2, 3.</summary>
         public static int TeamOf(int agentId)
