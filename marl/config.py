@@ -84,6 +84,43 @@ class PPOHyperparameters(_Strict):
         return self
 
 
+class POCAHyperparameters(_Strict):
+    """MA-POCA hyperparameters: ML-Agents' ``POCASettings`` keys and defaults (its PPO keys) plus ours.
+
+    Units: ``buffer_size`` and ``batch_size`` are experiences (agent decisions) per behavior.
+    ``group_reward``: for envs without a separate group reward (PettingZoo), the reward each group
+    member is credited with at a step is the ``sum`` (ML-Agents' own + groupmates' rewards) or ``mean``
+    of the rewards the group's members received in that step.
+    """
+
+    batch_size: int = Field(1024, gt=0)
+    buffer_size: int = Field(10240, gt=0)
+    learning_rate: float = Field(3e-4, gt=0)
+    beta: float = Field(5e-3, ge=0, description="entropy bonus coefficient")
+    epsilon: float = Field(0.2, gt=0, description="PPO clip range (also the value and baseline clip)")
+    lambd: float = Field(0.95, ge=0, le=1, description="lambda of the lambda-returns")
+    num_epoch: int = Field(3, gt=0)
+    learning_rate_schedule: Literal["linear", "constant"] = "linear"
+    beta_schedule: Literal["linear", "constant"] | None = None
+    epsilon_schedule: Literal["linear", "constant"] | None = None
+    shared_critic: bool = Field(False, description="ML-Agents' key; only false")
+    group_reward: Literal["sum", "mean"] = "sum"
+    max_grad_norm: float | None = Field(None, gt=0, description="gradient-norm clipping (ML-Agents: none)")
+
+    @field_validator("shared_critic")
+    @classmethod
+    def _no_shared_body(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("true is not supported: MA-POCA's critic is its own network; remove the key or set it to false")
+        return v
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> "POCAHyperparameters":
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be <= buffer_size ({self.buffer_size})")
+        return self
+
+
 class QMIXHyperparameters(_Strict):
     """QMIX / VDN hyperparameters (Rashid et al. 2018; Sunehag et al. 2018). Defaults are pymarl's
     (oxwhirl/pymarl ``qmix.yaml``) with the pymarl2 fine-tuning (hijkzzz/pymarl2: Adam, lr 1e-3).

@@ -105,5 +105,8 @@ _Q = dict(trainer="marl.algos.qmix:QMIXTrainer", policy_loader="marl.algos.qmix:
           action_spaces=frozenset({"discrete"}))
 register(Algorithm("qmix", **_Q, summary="QMIX: monotonic mixer from state hypernetworks (Rashid et al. 2018)"))
 register(Algorithm("vdn", **_Q, summary="VDN: sum of agent Q-values (Sunehag et al. 2018)"))
-# ML-Agents' ``poca`` is read as MAPPO until MA-POCA has its own entry.
-ALIASES["poca"] = "mappo"
+register(Algorithm("poca", trainer="marl.algos.poca:POCATrainer", policy_loader="marl.algos.mappo:load_policy",
+                   exporter="marl.export.ppo:export_ppo", hyperparameters="marl.config:POCAHyperparameters",
+                   self_play=True,
+                   summary="MA-POCA: attention critic over the group's present members, counterfactual baselines "
+                           "(Cohen et al. 2022; ML-Agents' poca trainer)"))
