@@ -39,6 +39,8 @@ CASES = [
     ("coordination", {"n_targets": 4, "max_cycles": 7, "die_at": 3}),  # agent_1 terminates early
     ("two_step", {}),
     ("memory_cue", {}),
+    ("sacrifice", {}),
+    ("sacrifice", {"n_agents": 3, "length": 4}),
     ("memory_cue", {"n_agents": 3, "n_cues": 4, "length": 5}),
     ("soccer", {"max_steps": 60}),
     ("soccer", {"max_steps": 60, "death_step": 15}),  # agents 1 and 3 leave the field
