@@ -14,6 +14,7 @@ Examples::
     league retire configs/league/connect_four.yaml c4_selfplay/ConnectFour-100000      # --undo brings it back
     league remove configs/league/connect_four.yaml mcts-400                           # --force: keep its matches
     league run  configs/league/connect_four.yaml --mode round_robin --games-per-pair 4 --workers 2
+    league run  configs/league/connect_four.yaml --resume          # after a crash: play only the missing matches
     league run  configs/league/connect_four.yaml --games 200 --matchmaking pfsp --ray --address auto
     league run  configs/league/connect_four.yaml --mode gauntlet --challenger c4_selfplay/ConnectFour-500000
     league leaderboard configs/league/connect_four.yaml --system bt --json
@@ -132,48 +133,70 @@ def cmd_remove(a) -> int:
 
 
 def cmd_run(a) -> int:
+    """``league run``: start a tournament (or ``--resume [ID]`` one), play its missing matches, print the table."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from league import tournaments as T
+    from league.records import diversity
     from league.runners import make_runner
 
     league = _open(a.config)
     t, r = league.config.tournament, league.config.runner
-    mode = a.mode or ("matchmade" if a.games else t.mode)
+    if a.resume is not None:
+        fixed = [flag for flag, v in (("--mode", a.mode), ("--games", a.games), ("--games-per-pair", a.games_per_pair),
+                                      ("--rounds", a.rounds), ("--matchmaking", a.matchmaking),
+                                      ("--challenger", a.challenger), ("--players", a.players), ("--seed", a.seed))
+                 if v is not None]
+        if fixed:
+            raise LeagueError(f"--resume continues a tournament as it was scheduled; drop {', '.join(fixed)}")
+        info = T.resolve(league, a.resume or None)
+        if info.finished:
+            print(f"tournament {info.id} is finished ({info.recorded} of {info.scheduled} matches recorded); "
+                  "nothing to resume")
+            return 0
+    else:
+        for old in league.store.tournaments(env_id=league.config.env.id, unfinished_only=True)[:3]:
+            print(f"note: tournament {old.id} is unfinished ({old.recorded} of {T.expected_matches(old)} matches); "
+                  f"continue it with `league run {a.config} --resume {old.id}`", file=sys.stderr)
+        mode = a.mode or ("matchmade" if a.games else t.mode)
+        info = T.start(league, mode, players=a.players.split(",") if a.players else None,
+                       games_per_pair=a.games_per_pair, rounds=a.rounds, games=a.games, matchmaking=a.matchmaking,
+                       challenger=a.challenger, seed=a.seed)
+    expected = T.expected_matches(info)
+    print(f"tournament {info.id} ({info.mode}, seed {info.seed}): {expected - info.recorded} of {expected} matches "
+          "to play")
     kind = "ray" if (a.ray or a.address) else r.kind
-    runner = make_runner(kind, a.workers or r.workers, a.address or r.address, r.max_retries)
-    players = a.players.split(",") if a.players else None
+    runner = make_runner(kind, a.workers or r.workers, a.address or r.address, r.max_retries,
+                         matches_per_task=r.matches_per_task)
     console = _console()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar, runner:
-        task = bar.add_task(f"{mode} ({kind})", total=None)
+        task = bar.add_task(f"{info.mode} ({kind})", total=expected - info.recorded)
 
         def progress(_res, _new):
             bar.advance(task)
 
-        points = None
-        if mode == "round_robin":
-            stats = T.run_round_robin(league, runner, players, a.games_per_pair, a.seed, progress)
-        elif mode == "gauntlet":
-            if not a.challenger:
-                raise LeagueError("--mode gauntlet needs --challenger NAME")
-            stats = T.run_gauntlet(league, runner, a.challenger, players, a.games_per_pair, a.seed, progress)
-        elif mode == "swiss":
-            stats, points = T.run_swiss(league, runner, players, a.rounds, a.seed, progress)
-        else:
-            stats = T.run_matchmade(league, runner, a.games or t.games, a.matchmaking, a.challenger, players,
-                                    a.seed, progress)
-    console.print(f"{mode}: {stats.completed} matches in {stats.seconds:.1f} s "
-                  f"({stats.matches_per_second:.2f} matches/s), {stats.retried} retried, {len(stats.failed)} failed")
+        out = T.run(league, runner, info.id, progress)
+    stats, info = out.stats, out.tournament
+    console.print(f"{info.mode}: {stats.completed} matches in {stats.seconds:.1f} s "
+                  f"({stats.matches_per_second:.2f} matches/s), {stats.retried} retried, {len(stats.failed)} failed"
+                  + (f"; {out.already_recorded} were recorded by an earlier run" if out.already_recorded else ""))
     for uid, why in list(stats.failed.items())[:5]:
         console.print(f"  failed {uid}: {why}")
-    if points:
-        console.print("swiss points: " + ", ".join(f"{k} {v:g}" for k, v in sorted(points.items(), key=lambda kv: -kv[1])))
+    if out.points:
+        console.print("swiss points: " + ", ".join(f"{k} {v:g}" for k, v in sorted(out.points.items(), key=lambda kv: -kv[1])))
     from league.leaderboard import leaderboard, rich_table
 
     system = league.config.ratings.default_system
-    console.print(rich_table(leaderboard(league, system), system))
-    return 0 if not stats.failed else 1
+    games = league.games()
+    console.print(rich_table(leaderboard(league, system, games=games), system))
+    console.print(diversity(games).line())
+    if info.finished:
+        console.print(f"tournament {info.id}: finished, {info.recorded} matches")
+        return 0
+    console.print(f"tournament {info.id}: unfinished ({info.recorded} of {T.expected_matches(info)} matches); "
+                  f"continue it with `league run {a.config} --resume {info.id}`")
+    return 1
 
 
 def cmd_leaderboard(a) -> int:
@@ -182,10 +205,18 @@ def cmd_leaderboard(a) -> int:
     league = _open(a.config)
     system = a.system or league.config.ratings.default_system
     conf = league.config.ratings.confidence
-    rows = leaderboard(league, system, include_inactive=a.all)
+    from dataclasses import asdict
+
+    from league.records import diversity
+
+    games = league.games()
+    rows = leaderboard(league, system, games=games, include_inactive=a.all)
     _human(a).print(rich_table(rows, system, f"{league.config.name}: leaderboard ({system})", conf))
+    div = diversity(games)  # distinct games from the recorded action hashes; warns when most are replays
+    _human(a).print(div.line())
     if a.json:
-        _emit_json({"league": league.config.name, **rows_json(rows, system, conf)})
+        _emit_json({"league": league.config.name, **rows_json(rows, system, conf),
+                    "games": {**asdict(div), "replays": div.replays, "mostly_replays": div.mostly_replays}})
     return 0
 
 
@@ -321,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int)
     s.add_argument("--ray", action="store_true", help="run matches on Ray (local Ray unless --address)")
     s.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (implies --ray)")
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=int, help="tournament seed (default: tournament.seed, else a fresh one, recorded)")
+    s.add_argument("--resume", nargs="?", const="", metavar="ID",
+                   help="play the missing matches of tournament ID (default: the most recent unfinished one)")
     s = add("leaderboard", cmd_leaderboard, "print the leaderboard")
     s.add_argument("--system", choices=SYSTEM_CHOICES)
     s.add_argument("--json", action="store_true", help=json_help)

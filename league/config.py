@@ -11,10 +11,10 @@ Example (``configs/league/connect_four.yaml``)::
     snapshots:                    # results/<run-id>/ folders whose snapshots `league init` registers
       - {dir: ../../results/c4_selfplay, behavior: null}
     ratings: {elo_k: 16, initial: 1200, bootstrap: 200, openskill_model: PlackettLuce, seed: 0, history_every: 50}
-    match: {opening_moves: 2, max_steps: 1000, replay_dir: null}
+    match: {opening_moves: null, max_steps: 1000, replay_dir: null}   # null: per env kind
     tournament: {mode: round_robin, games_per_pair: 2, rounds: 5, games: 100, matchmaking: proximity,
-                 pfsp_weighting: hard, pfsp_p: 2, seed: 0, batch: 16}
-    runner: {kind: local, workers: 2, address: null, max_retries: 3}
+                 pfsp_weighting: hard, pfsp_p: 2, seed: null, batch: 16}
+    runner: {kind: local, workers: 2, address: null, max_retries: 3, matches_per_task: null}
 
 Relative paths are relative to the config file's folder.
 """
@@ -97,15 +97,32 @@ class RatingsBlock(_Strict):
 
 
 class MatchBlock(_Strict):
-    """``match:`` (see :class:`league.match.MatchTask`)."""
+    """``match:`` (see :class:`league.match.MatchTask`).
 
-    opening_moves: int = Field(0, ge=0)
+    ``opening_moves``: random opening moves of every match; null (default) = chosen per env kind by
+    :func:`league.match.default_opening_moves` (2 for turn-based board games, else 0).
+    """
+
+    opening_moves: int | None = Field(None, ge=0)
     max_steps: int = Field(100_000, ge=1)
     replay_dir: str | None = None
 
+    def opening_moves_for(self, env_id: str) -> int:
+        """``opening_moves``, or the per-env-kind default when null."""
+        if self.opening_moves is not None:
+            return self.opening_moves
+        from league.match import default_opening_moves
+
+        return default_opening_moves(env_id)
+
 
 class TournamentBlock(_Strict):
-    """``tournament:``: default mode and sizes for ``league run``."""
+    """``tournament:``: default mode and sizes for ``league run``.
+
+    ``seed``: null (default) = every tournament draws a fresh seed and records it, so repeated tournaments do
+    not replay the same games; a number fixes every tournament's schedule and match seeds (``--seed`` beats it).
+    ``batch``: matchmade games scheduled (and stored) at once.
+    """
 
     mode: Literal["round_robin", "swiss", "gauntlet", "matchmade"] = "round_robin"
     games_per_pair: int = Field(2, ge=1)
@@ -114,17 +131,23 @@ class TournamentBlock(_Strict):
     matchmaking: Literal["proximity", "pfsp", "random"] = "proximity"
     pfsp_weighting: Literal["hard", "var", "uniform"] = "hard"
     pfsp_p: float = Field(2.0, gt=0)
-    seed: int = 0
+    seed: int | None = None
     batch: int = Field(16, ge=1)
 
 
 class RunnerBlock(_Strict):
-    """``runner:``: where matches run (local processes or Ray)."""
+    """``runner:``: where matches run (local processes or Ray).
+
+    ``matches_per_task`` (Ray): matches played by one Ray task; null = adaptive (tasks of about 0.5 s of play).
+    Ray's ports: a Ray started by the runner listens on 127.0.0.1; to bound its ports, start a head with fixed
+    ports and set ``address`` (see :class:`league.runners.RayRunner`).
+    """
 
     kind: Literal["local", "ray"] = "local"
     workers: int = Field(2, ge=1)
     address: str | None = None
     max_retries: int = Field(3, ge=0)
+    matches_per_task: int | None = Field(None, ge=1)
 
 
 class LeagueConfig(_Strict):

@@ -13,6 +13,10 @@ agents' episode rewards; ranks come from the scores (equal scores draw).
 Reproducibility: the env is reset with the match seed and each seat's player is reseeded from it
 (:func:`marl.play.play_episodes`); optional random opening moves (``opening_moves``) are drawn from a
 separate RNG seeded by the match seed, so the same task always yields the same result.
+
+Game identity: every match records the hash of its action sequence (:attr:`MatchResult.action_hash`),
+so the leaderboard can count distinct games; :func:`default_opening_moves` chooses, per env kind, how
+many random opening moves make repeated games between deterministic players differ.
 """
 from __future__ import annotations
 
@@ -60,6 +64,29 @@ class MatchTask:
     replay_dir: str | None = None
     behavior_map: dict[str, str] = field(default_factory=dict)
     supersuit: tuple = ()
+
+
+#: Env id prefixes of turn-based board games whose reset always gives the same start position.
+BOARD_GAME_PREFIXES = ("openspiel:", "pettingzoo.classic.")
+#: Random opening moves for those games: one per side of a two-player game.
+BOARD_GAME_OPENING_MOVES = 2
+
+
+def default_opening_moves(env_id: str) -> int:
+    """The ``match.opening_moves`` used when the league config leaves it null, chosen per env kind.
+
+    * Turn-based board games (``openspiel:*``, ``pettingzoo.classic.*``): their reset gives the same start
+      position every time, and trained players act greedily, so two deterministic players would replay one
+      game forever. 2 random plies, one per side,
+      give up to b^2 openings (49 in connect four, 72 in tic-tac-toe) and cost each side the same; both seat
+      orders are played, so neither side profits. This is the opening-book practice of engine tournaments.
+    * Every other env (MPE, butterfly, Unity builds, factories): 0. Their reset draws the start state from
+      the match seed, and every scheduled match gets its own seed, so games already differ.
+
+    The leaderboard counts distinct games from the recorded action hashes, so an env where this choice is
+    wrong shows up as a replay warning.
+    """
+    return BOARD_GAME_OPENING_MOVES if env_id.startswith(BOARD_GAME_PREFIXES) else 0
 
 
 def assign_seats(agents: list[str], n_seats: int, env_id: str) -> list[list[str]]:
@@ -125,8 +152,9 @@ def play_match(task: MatchTask, cache: PlayerCache | None = None, worker: str | 
 
     started = dt.datetime.now(dt.timezone.utc)
     try:
+        # actions are always recorded: the hash of the sequence identifies the game (a few list appends per step)
         (res,) = play_episodes(make_env, seating, 1, seed=int(task.seed), copies=1, opening_moves=task.opening_moves,
-                               max_steps=task.max_steps, record_actions=bool(task.replay_dir))
+                               max_steps=task.max_steps, record_actions=True)
     except PolicyError as exc:
         raise IncompatibleEnvError(str(exc)) from None
     except (ValueError, RuntimeError) as exc:
@@ -149,5 +177,6 @@ def play_match(task: MatchTask, cache: PlayerCache | None = None, worker: str | 
                                         "action_hash": res.action_hash})
     return MatchResult(uid=task.uid, env_id=task.env_id, seed=int(task.seed), seats=seats, episode_length=res.length,
                        started_at=started, ended_at=ended, worker=worker or f"{socket.gethostname()}:{os.getpid()}",
-                       env_kwargs=dict(task.env_kwargs), replay_path=replay_path, tournament=task.tournament)
+                       env_kwargs=dict(task.env_kwargs), replay_path=replay_path, tournament=task.tournament,
+                       action_hash=res.action_hash)
 

@@ -6,7 +6,9 @@ How it works (the same model as Alembic's "create_all, then stamp head" recipe):
 * A fresh database gets every table from the current models (``metadata.create_all``) and is stamped
   with :data:`HEAD`; nothing else runs.
 * An existing database at version ``v < HEAD`` gets migrations ``v+1 .. HEAD`` applied in order, each
-  in its own transaction together with its ``schema_version`` row.
+  in its own transaction together with its ``schema_version`` row. The version is read again inside that
+  transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``schema_version`` locked), so two processes
+  opening an old store at once apply each migration once.
 * A database newer than the code (``v > HEAD``) is refused with a clear error.
 
 To change the schema: edit the models in :mod:`league.store`, append ``(N, "what changed", fn)`` to
@@ -30,9 +32,27 @@ def _v1_initial(conn: Connection, metadata: MetaData) -> None:
     metadata.create_all(conn)
 
 
+def _v2_tournaments_and_action_hashes(conn: Connection, metadata: MetaData) -> None:
+    """Version 2: resumable tournaments and game identity.
+
+    * tables ``tournaments`` and ``tournament_matches`` (each tournament's schedule);
+    * column ``matches.action_hash`` (nullable: matches recorded before version 2 keep NULL = unknown);
+    * an index on ``matches.tournament``.
+    """
+    for name in ("tournaments", "tournament_matches"):
+        metadata.tables[name].create(conn, checkfirst=True)
+    columns = {c["name"] for c in inspect(conn).get_columns("matches")}
+    if "action_hash" not in columns:
+        conn.exec_driver_sql("ALTER TABLE matches ADD COLUMN action_hash VARCHAR(32)")
+    for index in metadata.tables["matches"].indexes:
+        if list(index.columns.keys()) == ["tournament"]:
+            index.create(conn, checkfirst=True)
+
+
 #: Ordered migrations: (version, description, function(connection, the models' metadata)).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection, MetaData], None]]] = [
     (1, "initial schema", _v1_initial),
+    (2, "tournaments with stored schedules; matches.action_hash", _v2_tournaments_and_action_hashes),
 ]
 HEAD = MIGRATIONS[-1][0]
 
@@ -72,8 +92,12 @@ def upgrade(engine: Engine, metadata: MetaData, version_table: Table, label: str
             if number <= version:
                 continue
             with engine.begin() as conn:
-                fn(conn, metadata)
-                conn.execute(version_table.insert(), [{"version": number, "description": description}])
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+                now = current_version(conn) or 0
+                if now < number:  # else another process applied it meanwhile
+                    fn(conn, metadata)
+                    conn.execute(version_table.insert(), [{"version": number, "description": description}])
             version = number
         return version
     except SQLAlchemyError as exc:

@@ -41,7 +41,10 @@ class MatchResult:
         started_at, ended_at: UTC timestamps.
         worker: who played it (``host:pid`` or a Ray worker id).
         replay_path: optional file with the action log.
-        tournament: optional tournament/batch label.
+        tournament: id of the tournament that scheduled it (see :class:`ScheduledMatch`), or None.
+        action_hash: :attr:`marl.play.EpisodeResult.action_hash` of the game (16 hex chars of the SHA-256 of its
+            action sequence): two matches with the same hash are the same game replayed. None = unknown (matches
+            recorded before schema version 2).
     """
 
     uid: str
@@ -55,6 +58,84 @@ class MatchResult:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     replay_path: str | None = None
     tournament: str | None = None
+    action_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledMatch:
+    """One match of a tournament's schedule, stored before the first match is played (see :mod:`league.tournaments`).
+
+    Attributes:
+        uid: the match id, :func:`match_uid` of (tournament, seats, game_index); the store records a uid once.
+        tournament: the tournament id.
+        block: round (Swiss) or batch (matchmade) number, 0 for round robin and gauntlet.
+        index: position in the tournament's schedule (0, 1, ...), the order in which matches are played.
+        seats: player names in seat order.
+        game_index: how many earlier matches of the tournament had exactly these seats (0 for the first).
+        seed: the match's env/player seed (drawn from the tournament seed).
+    """
+
+    uid: str
+    tournament: str
+    block: int
+    index: int
+    seats: tuple[str, ...]
+    game_index: int
+    seed: int
+
+
+def match_uid(tournament: str, seats: tuple[str, ...] | list[str], game_index: int) -> str:
+    """The id of the ``game_index``-th match with ``seats`` (names in seat order) in ``tournament``.
+
+    32 hex chars of the SHA-256 of ``tournament``, the seat names and the game index (NUL-separated), so the same
+    scheduled match always gets the same id: a resumed or retried match cannot be recorded twice.
+    """
+    import hashlib
+
+    key = "\0".join([tournament, *seats, str(int(game_index))])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """How many different games a match log holds (from the stored action hashes).
+
+    Attributes:
+        games: matches in the log.
+        known: matches with an action hash (recorded from schema version 2 on); the others are unknown.
+        distinct: different action hashes among the ``known`` matches.
+    """
+
+    games: int
+    known: int
+    distinct: int
+
+    @property
+    def replays(self) -> int:
+        """Known matches that repeat an earlier game exactly (``known - distinct``)."""
+        return self.known - self.distinct
+
+    @property
+    def mostly_replays(self) -> bool:
+        """True when more than half of the known matches are replays of another one."""
+        return self.known > 0 and self.replays > self.known / 2
+
+    def line(self) -> str:
+        """One human line: ``"games: 120, distinct: 118 (2 replays), unknown: 0"`` (+ a warning when mostly replays)."""
+        text = f"games: {self.games}, distinct: {self.distinct} of {self.known} with a recorded action hash " \
+               f"({self.replays} replays)"
+        if self.games > self.known:
+            text += f", {self.games - self.known} recorded before action hashes (unknown)"
+        if self.mostly_replays:
+            text += ("; warning: most games are exact replays, so game counts and intervals overstate the evidence "
+                     "(raise match.opening_moves or let tournaments draw fresh seeds)")
+        return text
+
+
+def diversity(games: "list[Game]") -> Diversity:
+    """:class:`Diversity` of a list of :class:`Game` records (their ``action_hash``)."""
+    hashes = [g.action_hash for g in games if g.action_hash]
+    return Diversity(len(games), len(hashes), len(set(hashes)))
 
 
 @dataclass(frozen=True)
@@ -66,6 +147,8 @@ class Game:
         ranks: per side, 0 = best; equal ranks are a draw.
         seq: position in the match log (order of recording), used by the online raters.
         when: end time of the match (for "last played" and history plots); may be None in synthetic data.
+        uid: the match id.
+        action_hash: the game's action hash (:attr:`MatchResult.action_hash`), None when unknown.
     """
 
     teams: tuple[tuple[str, ...], ...]
@@ -73,6 +156,7 @@ class Game:
     seq: int = 0
     when: dt.datetime | None = None
     uid: str = ""
+    action_hash: str | None = None
 
     @staticmethod
     def duel(a: str, b: str, score_a: float, seq: int = 0) -> "Game":

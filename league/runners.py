@@ -3,26 +3,41 @@
 * :class:`LocalRunner` (default): ``workers`` spawned processes, one task in flight per worker. The parent
   knows which task each worker holds, so a worker that dies (crash, OOM kill) loses only that match: it
   is re-queued (up to ``max_retries`` times) and a replacement worker is started.
-* :class:`RayRunner`: one Ray task per match (``ray.remote(max_retries=...)``: Ray re-runs a task whose
-  worker died); ``address=None`` starts a local Ray with ``workers`` CPUs, ``"auto"`` or ``"ray://host:10001"``
-  joins a cluster (whose nodes must have this package installed). Results stream back with ``ray.wait``.
+* :class:`RayRunner`: matches in batches, one Ray task per batch (``ray.remote(max_retries=...)``: Ray re-runs
+  a task whose worker died); ``address=None`` starts a local Ray with ``workers`` CPUs, ``"auto"`` or
+  ``"ray://host:10001"`` joins a cluster (whose nodes must have this package installed). Results stream back
+  with ``ray.wait``.
 
 Both call ``on_result`` in the parent process, in completion order; since a match keeps its uid across
 retries and the store records a uid once, a match is never counted twice.
+
+Nothing outlives its parent: local workers hold the read end of a pipe whose only write end stays in the
+parent; a watchdog thread in each worker exits the process when that pipe reports end-of-file (the parent
+died, even by SIGKILL), and the task loop also checks the parent id every second. The multiprocessing
+resource tracker exits on its own once the parent and every worker are gone (it reads its pipe until EOF).
+A local Ray started here is stopped by Ray's own reaper (its core processes) and by our reaper
+(:func:`start_ray_reaper`: the agents that Ray's reaper misses), both of which see a pipe from this process
+close. ``benchmarks/league_kill_test.py [--ray]`` checks that nothing is left 10 s after a SIGKILL.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from league.errors import LeagueError
-from league.match import MatchTask, play_match
 from league.records import MatchResult
+
+if TYPE_CHECKING:  # league.match pulls in torch: workers import it only after their parent watchdog runs
+    from league.match import MatchTask
 
 ResultCallback = Callable[[MatchResult], None]
 
@@ -42,14 +57,50 @@ class RunStats:
         return self.completed / self.seconds if self.seconds > 0 else 0.0
 
 
-def _worker_main(worker_id: int, inbox, outbox) -> None:
-    """Worker loop: take a task, play it, send ``("done", wid, result)`` or ``("error", wid, uid, kind, msg)``."""
+def exit_with_parent(parent_alive) -> threading.Thread:
+    """Start a daemon thread that ends this process (``os._exit(0)``) when ``parent_alive`` reports EOF.
+
+    Args:
+        parent_alive: the read end of a ``multiprocessing.Pipe(duplex=False)`` whose write end only the parent
+            holds; it is never written to, so ``recv`` returns only by EOF/OSError, i.e. when the parent
+            process is gone (or closed it on purpose).
+    """
+
+    def watch() -> None:
+        try:
+            parent_alive.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(0)
+
+    th = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
+    th.start()
+    return th
+
+
+def _worker_main(worker_id: int, inbox, outbox, parent_alive=None) -> None:
+    """Worker loop: take a task, play it, send ``("done", wid, result)`` or ``("error", wid, uid, kind, msg)``.
+
+    Exits when it gets ``None``, when ``parent_alive`` reports EOF (see :func:`exit_with_parent`) or when its
+    parent process id changes (re-parented: the parent died). SIGINT is ignored: the parent handles Ctrl-C and
+    stops the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_alive is not None:
+        exit_with_parent(parent_alive)
+    parent = os.getppid()
+    from league.match import play_match
     from league.policies import PlayerCache
 
     cache = PlayerCache()
     label = f"{os.uname().nodename}:{os.getpid()}"
     while True:
-        task = inbox.get()
+        try:
+            task = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                os._exit(0)
+            continue
         if task is None:
             return
         try:
@@ -83,6 +134,7 @@ class LocalRunner:
         self._outbox = None
         self._procs: list = []
         self._inboxes: list = []
+        self._alive_r = self._alive_w = None  # parent-liveness pipe (see exit_with_parent)
 
     def __enter__(self) -> "LocalRunner":
         return self
@@ -93,8 +145,10 @@ class LocalRunner:
     def _start(self, i: int) -> None:
         if self._outbox is None:
             self._outbox = self._ctx.Queue()
+        if self._alive_w is None:
+            self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
         inbox = self._ctx.Queue()
-        proc = self._ctx.Process(target=_worker_main, args=(i, inbox, self._outbox), daemon=True)
+        proc = self._ctx.Process(target=_worker_main, args=(i, inbox, self._outbox, self._alive_r), daemon=True)
         proc.start()
         if i < len(self._procs):
             self._procs[i], self._inboxes[i] = proc, inbox
@@ -116,7 +170,14 @@ class LocalRunner:
             if p.is_alive():
                 p.terminate()
                 p.join(1)
+        for q in self._inboxes + ([self._outbox] if self._outbox is not None else []):
+            q.cancel_join_thread()  # never wait for a feeder thread whose reader is gone
+            q.close()
+        for c in (self._alive_r, self._alive_w):
+            if c is not None:
+                c.close()
         self._procs, self._inboxes, self._outbox = [], [], None
+        self._alive_r = self._alive_w = None
 
     def run(self, tasks: Iterable[MatchTask], on_result: ResultCallback) -> RunStats:
         """Play every task; ``on_result`` is called in this process for each finished match."""
@@ -199,34 +260,158 @@ class LocalRunner:
 _RAY_CACHE = None
 
 
-def _ray_play(task: MatchTask) -> MatchResult:
-    """Body of the Ray task: play with a per-worker-process player cache."""
+def _ray_play_batch(tasks: list[MatchTask]) -> list[tuple]:
+    """Body of one Ray task: play ``tasks`` in order with a per-worker-process player cache.
+
+    Returns:
+        One entry per task played: ``("done", MatchResult)`` or ``("crash", uid, message)``; a user error
+        (:class:`LeagueError`) ends the batch with ``("user", uid, message)`` (the run stops on it anyway).
+    """
     global _RAY_CACHE
     import ray
 
+    from league.match import play_match
     from league.policies import PlayerCache
 
     if _RAY_CACHE is None:
         _RAY_CACHE = PlayerCache()
-    return play_match(task, _RAY_CACHE, f"ray:{ray.get_runtime_context().get_worker_id()[:12]}")
+    label = f"ray:{ray.get_runtime_context().get_worker_id()[:12]}"
+    out: list[tuple] = []
+    for task in tasks:
+        try:
+            out.append(("done", play_match(task, _RAY_CACHE, label)))
+        except LeagueError as exc:
+            out.append(("user", task.uid, str(exc)))
+            break
+        except Exception as exc:  # noqa: BLE001 - reported per match, like a local worker's crash
+            out.append(("crash", task.uid, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"))
+    return out
+
+
+def _loopback_ray() -> None:
+    """Keep a Ray started here on 127.0.0.1 (driver, head and workers).
+
+    On Linux Ray binds to the machine's network address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which
+    Ray reads when it is imported (``ray._private.ray_constants.ENABLE_RAY_CLUSTER``); a driver would also
+    rewrite ``127.0.0.1:PORT`` to that address before connecting. So the variable is set before Ray is imported,
+    and the constant too if Ray was imported already (e.g. by an earlier runner in the same process).
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if "ray" in sys.modules and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+_REAPER = r"""
+import os, select, signal, sys
+parent, me = os.getppid(), os.getpid()
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        return s[s.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+def is_ray(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ray" in f.read()
+    except OSError:
+        return False
+
+seen = {}
+def refresh():
+    todo = [parent]
+    while todo:
+        for c in children(todo.pop()):
+            if c != me and c not in seen and is_ray(c):
+                seen[c] = start_time(c)
+            todo.append(c)
+
+while True:
+    ready, _, _ = select.select([0], [], [], 1.0)
+    if ready and not os.read(0, 4096):
+        break  # EOF: the runner closed the pipe or died (even by SIGKILL)
+    refresh()
+for pid, started in seen.items():
+    if started is not None and start_time(pid) == started:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def start_ray_reaper() -> subprocess.Popen | None:
+    """Start the reaper of a Ray about to be started by this process (None off Linux).
+
+    Ray's own reaper stops its core processes when the driver dies, but its dashboard and runtime-env agents
+    outlive a SIGKILLed driver by a minute or more (they first try to report to the dead GCS). This small
+    process (a new session, so no process-group kill reaches it) walks this process's descendants every second
+    (``/proc/<pid>/task/<tid>/children``) and remembers the Ray ones (``ray`` in the command line) with their
+    start times; when its stdin, whose only write end this process holds, reports EOF (this process died, or
+    :meth:`RayRunner.close` closed it), it SIGKILLs every remembered process that still runs (same start time,
+    so a reused pid is spared).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 class RayRunner:
-    """Run matches as Ray tasks (ray core).
+    """Run matches as Ray tasks (ray core), several matches per task.
 
     Args:
-        workers: CPUs of the local Ray started when ``address`` is None; also the number of tasks kept in flight
-            per CPU of a cluster (x2).
-        address: None (start a local Ray), ``"auto"`` (running cluster) or ``"ray://host:port"``.
-        max_retries: Ray task retries after a worker death.
+        workers: CPUs of the local Ray started when ``address`` is None.
+        address: None (start a local Ray), ``"auto"`` (running cluster) or ``"ray://host:port"`` / ``"host:port"``.
+        max_retries: Ray task retries after a worker death (the whole batch is replayed; its matches keep their
+            uids, so nothing is recorded twice).
+        matches_per_task: matches per Ray task; None = adaptive: about 0.5 s of play per task, from the
+            measured match durations (a per-match task costs scheduling and transfer overhead that, on 2 cores,
+            made Ray ~30% slower than local workers), never so many that a CPU idles at the end.
+
+    Ports: a Ray started here (``address=None``) listens on 127.0.0.1 only, on ports Ray picks. To keep Ray's
+    ports in a range (a firewall, a shared host), start the head yourself with every port fixed and pass its
+    address (docs/league.md, "Ray's ports")::
+
+        ray start --head --node-ip-address=127.0.0.1 --port=20000 --node-manager-port=20001 \\
+            --object-manager-port=20002 --ray-client-server-port=20003 --dashboard-agent-grpc-port=20004 \\
+            --dashboard-agent-listen-port=20005 --metrics-export-port=20006 --runtime-env-agent-port=20007 \\
+            --min-worker-port=20010 --max-worker-port=20099 --include-dashboard=false --num-cpus=2
+        league run league.yaml --address 127.0.0.1:20000
 
     Raises:
         LeagueError: Ray cannot start/connect, or a match failed with a user error.
     """
 
-    def __init__(self, workers: int = 2, address: str | None = None, max_retries: int = 3):
+    #: Wall-clock seconds of play aimed at per Ray task when ``matches_per_task`` is None.
+    TARGET_TASK_SECONDS = 0.5
+
+    def __init__(self, workers: int = 2, address: str | None = None, max_retries: int = 3,
+                 matches_per_task: int | None = None):
+        if workers < 1:
+            raise LeagueError(f"runner.workers must be >= 1, got {workers}")
+        if matches_per_task is not None and matches_per_task < 1:
+            raise LeagueError(f"runner.matches_per_task must be >= 1, got {matches_per_task}")
         self.workers, self.address, self.max_retries = workers, address, max_retries
+        self.matches_per_task = matches_per_task
         self._started_here = False
+        self._match_seconds: float | None = None
+        self._reaper: subprocess.Popen | None = None
 
     def __enter__(self) -> "RayRunner":
         return self
@@ -241,53 +426,90 @@ class RayRunner:
 
             ray.shutdown()
             self._started_here = False
+        if self._reaper is not None:  # EOF: it kills what ray.shutdown() left (normally nothing)
+            try:
+                self._reaper.stdin.close()
+                self._reaper.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self._reaper.kill()
+                self._reaper.wait(timeout=5)
+            self._reaper = None
+
+    def _connect(self) -> None:
+        host = (self.address or "").split("://")[-1].rsplit(":", 1)[0]
+        if not self.address or host in ("127.0.0.1", "localhost"):
+            _loopback_ray()
+        import ray
+
+        if ray.is_initialized():
+            return
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(_project_paths())}}
+        try:
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False, runtime_env=env)
+            else:  # address="local": never join a cluster named by a stale "current cluster" file
+                self._reaper = start_ray_reaper()
+                ray.init(address="local", num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
+                         runtime_env=env)
+            self._started_here = not self.address
+        except Exception as exc:  # noqa: BLE001 - connection problems of many kinds
+            self.close()
+            raise LeagueError(f"ray: cannot start/connect (address={self.address!r}): "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+
+    def _batch_size(self, remaining: int, cpus: int) -> int:
+        if self.matches_per_task:
+            return self.matches_per_task
+        if self._match_seconds is None:
+            per = 2  # first wave: measure
+        else:
+            per = max(1, round(self.TARGET_TASK_SECONDS / max(self._match_seconds, 1e-4)))
+        return max(1, min(per, 64, -(-remaining // (2 * cpus))))  # ceil: the tail still fills every CPU
 
     def run(self, tasks: Iterable[MatchTask], on_result: ResultCallback) -> RunStats:
-        """Submit all tasks (at most ``2 * CPUs`` in flight) and stream results to ``on_result``."""
+        """Submit all tasks in batches (at most ``2 * CPUs`` batches in flight) and stream results to ``on_result``."""
         import ray
-        from ray.exceptions import RayError, RayTaskError
+        from ray.exceptions import RayError
 
         todo = list(tasks)
         stats = RunStats()
         if not todo:
             return stats
         t0 = time.perf_counter()
-        if not ray.is_initialized():
-            try:
-                if self.address:
-                    ray.init(address=self.address, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
-                             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_project_paths())}})
-                self._started_here = True
-            except Exception as exc:  # noqa: BLE001 - connection problems of many kinds
-                raise LeagueError(f"ray: cannot start/connect (address={self.address!r}): "
-                                  f"{str(exc).splitlines()[0][:200]}") from None
+        self._connect()
         try:
-            remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(_ray_play)
-            cpus = int(ray.cluster_resources().get("CPU", self.workers))
-            limit = max(1, 2 * cpus)
+            remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(_ray_play_batch)
+            cpus = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
+            limit = 2 * cpus
             queue_ = list(reversed(todo))
             inflight: dict = {}
             while queue_ or inflight:
                 while queue_ and len(inflight) < limit:
-                    t = queue_.pop()
-                    inflight[remote.remote(t)] = t
-                done, _ = ray.wait(list(inflight), num_returns=1)
-                task = inflight.pop(done[0])
+                    n = self._batch_size(len(queue_), cpus)
+                    batch = [queue_.pop() for _ in range(min(n, len(queue_)))]
+                    inflight[remote.remote(batch)] = batch
+                done, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+                if not done:
+                    continue
+                batch = inflight.pop(done[0])
                 try:
-                    result = ray.get(done[0])
-                except RayTaskError as exc:
-                    cause = exc.cause if hasattr(exc, "cause") else None
-                    if isinstance(cause, LeagueError):
-                        raise LeagueError(str(cause)) from None
-                    stats.failed[task.uid] = str(exc).splitlines()[0][:300]
+                    entries = ray.get(done[0], timeout=60)
+                except RayError as exc:  # the worker died more than max_retries times, or the task failed
+                    why = str(exc).splitlines()[0][:300]
+                    for t in batch:
+                        stats.failed[t.uid] = why
                     continue
-                except RayError as exc:  # worker died more than max_retries times
-                    stats.failed[task.uid] = str(exc).splitlines()[0][:300]
-                    continue
-                on_result(result)
-                stats.completed += 1
+                for entry in entries:
+                    if entry[0] == "done":
+                        res = entry[1]
+                        secs = (res.ended_at - res.started_at).total_seconds()
+                        self._match_seconds = secs if self._match_seconds is None else 0.8 * self._match_seconds + 0.2 * secs
+                        on_result(res)
+                        stats.completed += 1
+                    elif entry[0] == "user":
+                        raise LeagueError(entry[2])
+                    else:
+                        stats.failed[entry[1]] = entry[2]
         finally:
             stats.seconds = time.perf_counter() - t0
         return stats
@@ -299,10 +521,15 @@ def _project_paths() -> list[str]:
     return [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
-def make_runner(kind: str = "local", workers: int = 2, address: str | None = None, max_retries: int = 3):
-    """A runner by kind (``local`` | ``ray``). Raises LeagueError for other kinds."""
+def make_runner(kind: str = "local", workers: int = 2, address: str | None = None, max_retries: int = 3,
+                matches_per_task: int | None = None):
+    """A runner by kind (``local`` | ``ray``); ``matches_per_task`` is Ray's (see :class:`RayRunner`).
+
+    Raises:
+        LeagueError: another kind (or a bad Ray setting, see :class:`RayRunner`).
+    """
     if kind == "local":
         return LocalRunner(workers, max_retries)
     if kind == "ray":
-        return RayRunner(workers, address, max_retries)
+        return RayRunner(workers, address, max_retries, matches_per_task)
     raise LeagueError(f"runner kind '{kind}' unknown; expected local or ray")

@@ -1,7 +1,8 @@
 """The league store: SQLAlchemy 2 models and a small transactional API.
 
-Tables: ``players``, ``matches`` (+ ``match_seats``, one row per side), ``rating_history`` and
-``schema_version`` (see :mod:`league.migrations`). Works unchanged on SQLite (default: a file) and on
+Tables: ``players``, ``matches`` (+ ``match_seats``, one row per side), ``rating_history``, ``tournaments``
+(+ ``tournament_matches``: each tournament's schedule, stored before its first match) and ``schema_version``
+(see :mod:`league.migrations`). Works unchanged on SQLite (default: a file) and on
 PostgreSQL (``postgresql+psycopg2://user@host/db``).
 
 Concurrency: several match workers may write at once. Each match carries a ``uid`` chosen before it is
@@ -28,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from league.errors import StoreError, UnknownPlayerError
-from league.records import Game, MatchResult
+from league.records import Game, MatchResult, ScheduledMatch
 
 
 def utcnow() -> dt.datetime:
@@ -73,7 +74,8 @@ class Match(Base):
     ended_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     worker: Mapped[str] = mapped_column(String(200), default="")
     replay_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    tournament: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    tournament: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    action_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)  # schema v2; None = unknown
     seats: Mapped[list["MatchSeat"]] = relationship(back_populates="match", order_by="MatchSeat.seat",
                                                     cascade="all, delete-orphan")
 
@@ -107,6 +109,57 @@ class RatingSnapshot(Base):
     upper: Mapped[float | None] = mapped_column(Float, nullable=True)
     n_matches: Mapped[int] = mapped_column(Integer)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Tournament(Base):
+    """A tournament (schema v2): its id, mode, recorded seed and parameters; ``finished_at`` is set once every
+    scheduled match is recorded and no block remains to be scheduled."""
+
+    __tablename__ = "tournaments"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    env_id: Mapped[str] = mapped_column(String(500))
+    mode: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)  # players, games_per_pair, rounds, opening_moves, ...
+    state: Mapped[dict] = mapped_column(JSON, default=dict)  # per-block extras, e.g. Swiss byes
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TournamentMatch(Base):
+    """One scheduled match of a tournament (schema v2); the played match is the ``matches`` row with this ``uid``."""
+
+    __tablename__ = "tournament_matches"
+    __table_args__ = (UniqueConstraint("tournament_id", "idx"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tournament_id: Mapped[str] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"), index=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    block: Mapped[int] = mapped_column(Integer)
+    idx: Mapped[int] = mapped_column(Integer)
+    seats: Mapped[list] = mapped_column(JSON)
+    game_index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+
+
+@dataclass(frozen=True)
+class TournamentInfo:
+    """Detached view of a :class:`Tournament` row with its progress (``scheduled`` / ``recorded`` matches)."""
+
+    id: str
+    env_id: str
+    mode: str
+    seed: int
+    params: dict
+    state: dict
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    scheduled: int
+    recorded: int
+
+    @property
+    def finished(self) -> bool:
+        """True once the tournament was marked finished."""
+        return self.finished_at is not None
 
 
 class SchemaVersion(Base):
@@ -330,7 +383,7 @@ class LeagueStore:
             raise UnknownPlayerError(f"match {r.uid}: unknown player(s) {', '.join(missing)}")
         m = Match(uid=r.uid, env_id=r.env_id, env_kwargs=dict(r.env_kwargs), seed=int(r.seed),
                   episode_length=int(r.episode_length), started_at=r.started_at, ended_at=r.ended_at,
-                  worker=r.worker, replay_path=r.replay_path, tournament=r.tournament)
+                  worker=r.worker, replay_path=r.replay_path, tournament=r.tournament, action_hash=r.action_hash)
         m.seats = [MatchSeat(seat=i, team=seat.team, player_id=ids[seat.player], agents=list(seat.agents),
                              score=float(seat.score), rank=int(seat.rank)) for i, seat in enumerate(r.seats)]
         s.add(m)
@@ -349,23 +402,24 @@ class LeagueStore:
 
     def games(self, *, env_id: str | None = None) -> list[Game]:
         """The whole match log as :class:`Game` records, in recording order (the raters' only input)."""
-        q = (select(MatchSeat.match_id, MatchSeat.seat, MatchSeat.rank, Player.name, Match.ended_at, Match.uid)
+        q = (select(MatchSeat.match_id, MatchSeat.seat, MatchSeat.rank, Player.name, Match.ended_at, Match.uid,
+                    Match.action_hash)
              .join(Player, Player.id == MatchSeat.player_id).join(Match, Match.id == MatchSeat.match_id)
              .order_by(MatchSeat.match_id, MatchSeat.seat))
         if env_id is not None:
             q = q.where(Match.env_id == env_id)
         out: list[Game] = []
         with self.session() as s:
-            cur_id, teams, ranks, when, uid = None, [], [], None, ""
-            for mid, _seat, rank, name, ended, muid in s.execute(q):
+            cur_id, teams, ranks, when, uid, ah = None, [], [], None, "", None
+            for mid, _seat, rank, name, ended, muid, mhash in s.execute(q):
                 if mid != cur_id:
                     if cur_id is not None:
-                        out.append(Game(tuple(teams), tuple(ranks), cur_id, when, uid))
-                    cur_id, teams, ranks, when, uid = mid, [], [], ended, muid
+                        out.append(Game(tuple(teams), tuple(ranks), cur_id, when, uid, ah))
+                    cur_id, teams, ranks, when, uid, ah = mid, [], [], ended, muid, mhash
                 teams.append((name,))
                 ranks.append(rank)
             if cur_id is not None:
-                out.append(Game(tuple(teams), tuple(ranks), cur_id, when, uid))
+                out.append(Game(tuple(teams), tuple(ranks), cur_id, when, uid, ah))
         return out
 
     def recent_matches(self, limit: int = 20, player: str | None = None) -> list[dict[str, Any]]:
@@ -384,7 +438,7 @@ class LeagueStore:
             rows = s.scalars(q.limit(limit)).all()
             return [{"uid": m.uid, "env_id": m.env_id, "seed": m.seed, "episode_length": m.episode_length,
                      "started_at": _iso(m.started_at), "ended_at": _iso(m.ended_at), "worker": m.worker,
-                     "tournament": m.tournament, "replay_path": m.replay_path,
+                     "tournament": m.tournament, "replay_path": m.replay_path, "action_hash": m.action_hash,
                      "seats": [{"player": st.player.name, "team": st.team, "agents": list(st.agents),
                                 "score": st.score, "rank": st.rank} for st in m.seats]} for m in rows]
 
@@ -392,6 +446,109 @@ class LeagueStore:
         """All recorded match uids (for integrity checks)."""
         with self.session() as s:
             return list(s.scalars(select(Match.uid)))
+
+    # ------------------------------------------------------------ tournaments
+    def create_tournament(self, tid: str, *, env_id: str, mode: str, seed: int, params: dict,
+                          schedule: list[ScheduledMatch] = (), state: dict | None = None) -> None:
+        """Record a new tournament and its first scheduled matches in one transaction (before any is played).
+
+        Raises:
+            StoreError: ``tid`` exists already, or the database is unreachable.
+        """
+        try:
+            with self.session() as s:
+                s.add(Tournament(id=tid, env_id=env_id, mode=mode, seed=int(seed), params=dict(params),
+                                 state=dict(state or {}), created_at=utcnow()))
+                s.flush()
+                self._add_schedule(s, schedule)
+        except IntegrityError:
+            raise StoreError(f"tournament '{tid}' already exists in the store") from None
+
+    def schedule_block(self, tid: str, schedule: list[ScheduledMatch], state: dict | None = None) -> None:
+        """Append one block (Swiss round, matchmade batch) to a tournament's schedule, with its ``state``
+        (replacing the stored one), in one transaction. Raises StoreError when a uid or index is taken."""
+        try:
+            with self.session() as s:
+                t = s.get(Tournament, tid)
+                if t is None:
+                    raise StoreError(f"no tournament '{tid}' in the store")
+                if state is not None:
+                    t.state = dict(state)
+                self._add_schedule(s, schedule)
+        except IntegrityError:
+            raise StoreError(f"tournament '{tid}': block already scheduled (a second `league run --resume` "
+                             "of the same tournament is running?)") from None
+
+    @staticmethod
+    def _add_schedule(s: Session, schedule) -> None:
+        s.add_all([TournamentMatch(tournament_id=m.tournament, uid=m.uid, block=int(m.block), idx=int(m.index),
+                                   seats=list(m.seats), game_index=int(m.game_index), seed=int(m.seed))
+                   for m in schedule])
+
+    def _tournament_info(self, s: Session, t: Tournament) -> TournamentInfo:
+        scheduled = int(s.scalar(select(func.count(TournamentMatch.id)).where(TournamentMatch.tournament_id == t.id))
+                        or 0)
+        recorded = int(s.scalar(select(func.count(Match.id)).where(
+            Match.uid.in_(select(TournamentMatch.uid).where(TournamentMatch.tournament_id == t.id)))) or 0)
+        return TournamentInfo(t.id, t.env_id, t.mode, t.seed, dict(t.params or {}), dict(t.state or {}),
+                              t.created_at, t.finished_at, scheduled, recorded)
+
+    def tournament(self, tid: str) -> TournamentInfo:
+        """The tournament ``tid`` with its progress.
+
+        Raises:
+            StoreError: no such tournament (the message lists the latest ones).
+        """
+        with self.session() as s:
+            t = s.get(Tournament, tid)
+            if t is None:
+                known = s.scalars(select(Tournament.id).order_by(Tournament.created_at.desc()).limit(5)).all()
+                raise StoreError(f"no tournament '{tid}' in this league; latest: {', '.join(known) or '(none)'}")
+            return self._tournament_info(s, t)
+
+    def tournaments(self, *, env_id: str | None = None, unfinished_only: bool = False) -> list[TournamentInfo]:
+        """Tournaments, newest first (optionally of one env / not finished)."""
+        with self.session() as s:
+            q = select(Tournament).order_by(Tournament.created_at.desc(), Tournament.id.desc())
+            if env_id is not None:
+                q = q.where(Tournament.env_id == env_id)
+            if unfinished_only:
+                q = q.where(Tournament.finished_at.is_(None))
+            return [self._tournament_info(s, t) for t in s.scalars(q)]
+
+    def schedule(self, tid: str) -> list[ScheduledMatch]:
+        """The tournament's scheduled matches in schedule order."""
+        with self.session() as s:
+            rows = s.scalars(select(TournamentMatch).where(TournamentMatch.tournament_id == tid)
+                             .order_by(TournamentMatch.idx)).all()
+            return [ScheduledMatch(r.uid, tid, r.block, r.idx, tuple(r.seats), r.game_index, r.seed) for r in rows]
+
+    def recorded_uids(self, tid: str) -> set[str]:
+        """Uids of the tournament's scheduled matches that are recorded."""
+        with self.session() as s:
+            return set(s.scalars(select(Match.uid).where(
+                Match.uid.in_(select(TournamentMatch.uid).where(TournamentMatch.tournament_id == tid)))))
+
+    def tournament_results(self, tid: str) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
+        """``(uid, player names in seat order, ranks)`` of the tournament's recorded matches, in recording order."""
+        with self.session() as s:
+            q = (select(Match.uid, MatchSeat.seat, Player.name, MatchSeat.rank).join(MatchSeat, MatchSeat.match_id == Match.id)
+                 .join(Player, Player.id == MatchSeat.player_id)
+                 .where(Match.uid.in_(select(TournamentMatch.uid).where(TournamentMatch.tournament_id == tid)))
+                 .order_by(Match.id, MatchSeat.seat))
+            out: dict[str, tuple[list, list]] = {}
+            for uid, _seat, name, rank in s.execute(q):
+                names, ranks = out.setdefault(uid, ([], []))
+                names.append(name)
+                ranks.append(int(rank))
+            return [(u, tuple(n), tuple(r)) for u, (n, r) in out.items()]
+
+    def finish_tournament(self, tid: str) -> None:
+        """Mark the tournament finished (idempotent)."""
+        with self.session() as s:
+            t = s.get(Tournament, tid)
+            if t is not None and t.finished_at is None:
+                t.finished_at = utcnow()
 
     # ---------------------------------------------------------------- ratings
     def snapshot_ratings(self, system: str, ratings: dict[str, tuple[float, float | None, float | None]],
