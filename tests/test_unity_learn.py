@@ -65,8 +65,9 @@ def free_base_port(n: int) -> int:
 
 
 def learn(tmp_path: Path, config: str, *args: str, env_args: tuple = (), timeout: float = 120, script: str | None = None,
-          run_id: str = "run", interrupt_after: float | None = None) -> tuple[subprocess.CompletedProcess, str]:
-    """Run marl-learn on the stand-in; returns the finished process and the token its players carry."""
+          run_id: str = "run", interrupt_on_start: bool = False) -> tuple[subprocess.CompletedProcess, str]:
+    """Run marl-learn on the stand-in; returns the finished process and the token its players carry.
+    ``interrupt_on_start``: send SIGINT (Ctrl-C) as soon as the first player process exists."""
     cfg = tmp_path / f"{run_id}.yaml"
     cfg.write_text(config)
     token = uuid.uuid4().hex
@@ -75,8 +76,11 @@ def learn(tmp_path: Path, config: str, *args: str, env_args: tuple = (), timeout
            str(tmp_path / "results"), "--base-port", str(free_base_port(3)), *args,
            "--env-args", "--test-token", token, *env_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    if interrupt_after is not None:
-        time.sleep(interrupt_after)
+    if interrupt_on_start:
+        deadline = time.monotonic() + timeout
+        while not players_left(token, grace=0, exclude=proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -87,8 +91,9 @@ def learn(tmp_path: Path, config: str, *args: str, env_args: tuple = (), timeout
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), token
 
 
-def players_left(token: str, grace: float = 5.0) -> list[int]:
-    """Processes whose command line holds ``token`` (the stand-in players of one run), after ``grace`` s."""
+def players_left(token: str, grace: float = 5.0, exclude: int | None = None) -> list[int]:
+    """Processes whose command line holds ``token`` (the stand-in players of one run; ``exclude``: the
+    trainer, whose own command line holds it too), after ``grace`` s."""
     deadline = time.monotonic() + grace
     while True:
         pids = []
@@ -100,7 +105,7 @@ def players_left(token: str, grace: float = 5.0) -> list[int]:
                 state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
             except OSError:
                 continue
-            if token.encode() in cmdline and state != "Z":
+            if token.encode() in cmdline and state != "Z" and int(pid) != exclude:
                 pids.append(int(pid))
         if not pids or time.monotonic() > deadline:
             return pids
@@ -108,8 +113,9 @@ def players_left(token: str, grace: float = 5.0) -> list[int]:
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    """The run failed and said so in exactly one line (and nothing else on stderr)."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-3000:]
     return lines[0]
 
 
@@ -180,7 +186,7 @@ def test_a_scene_behavior_missing_from_the_yaml_is_refused_unless_default_settin
 
 def test_ctrl_c_while_the_player_starts(tmp_path: Path):
     proc, token = learn(tmp_path, SMALL, "--timeout-wait", "10", env_args=("--no-rays", "--connect-delay", "4"),
-                        interrupt_after=3.0, timeout=60)
+                        interrupt_on_start=True, timeout=90)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, proc.stderr
     assert not players_left(token)

@@ -254,15 +254,29 @@ class _UnityEnvironment(UnityEnvironment):
             super().__init__(*args, **kwargs)
         except BaseException:
             if getattr(self, "_communicator", None) is not None:
-                try:
-                    self._close(0)  # stop the server and kill a player we launched
-                except Exception:  # noqa: BLE001 - the original error is what matters
-                    pass
+                self.kill()  # stop the server and kill a player we launched
             atexit.unregister(self._close)  # mlagents registers it before the communicator exists
             raise
 
     def _close(self, timeout: float | None = None) -> None:
         super()._close(timeout)
+        atexit.unregister(self._close)
+
+    def kill(self) -> None:
+        """Close the server and kill the player at once (it is dead, hung or must go after an error),
+        without mlagents' "timed out shutting down" warning; never raises."""
+        self._loaded = False
+        try:
+            self._communicator.close()
+        except Exception:  # noqa: BLE001 - best effort on a broken connection
+            pass
+        process, self._process = getattr(self, "_process", None), None
+        if process is not None:
+            try:
+                process.kill()
+                process.wait(timeout=CLOSE_WAIT_S)
+            except Exception:  # noqa: BLE001 - already gone, or unkillable: nothing more to do
+                pass
         atexit.unregister(self._close)
 
     def _get_communicator(self, worker_id, base_port, timeout_wait):  # noqa: D102 (mlagents hook)
@@ -448,10 +462,7 @@ class UnityParallelEnv(ParallelEnv):
 
     def _close_unity(self) -> None:
         if self._unity is not None:
-            try:
-                self._unity._close(0)  # kill at once: the player is dead or hung
-            except Exception:  # pragma: no cover - best effort on a broken connection
-                pass
+            self._unity.kill()  # at once: the player is dead, hung, or an error ends the run
             self._unity = None
 
     def _guarded(self, fn, *args):
