@@ -75,16 +75,41 @@ def test_local_runner_stops_on_user_errors(store):
 
 
 @pytest.mark.slow  # starting Ray costs ~10 s (more on a loaded machine)
-def test_ray_runner_streams_results(store):
+def test_ray_runner_streams_batched_results_and_leaves_no_process(store):
     pytest.importorskip("ray")
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from league_kill_test import alive, descendants
+
     seen = []
     with RayRunner(workers=2) as runner:
         try:
-            stats = runner.run(_tasks(4), lambda r: seen.append(store.record_match(r)))
+            stats = runner.run(_tasks(12), lambda r: seen.append(store.record_match(r)))
         except Exception as exc:  # noqa: BLE001
             if "cannot start" in str(exc):
                 pytest.skip(f"Ray cannot start here: {exc}")
             raise
-    assert stats.completed == 4 and all(seen)
-    assert store.match_count() == 4
-    assert all(w.startswith("ray:") for w in {m["worker"] for m in store.recent_matches(10)})
+        ray_procs = {p: c for p, c in descendants(os.getpid()).items() if "ray" in c}
+        assert runner._match_seconds is not None  # measured, for the adaptive batch size
+    assert stats.completed == 12 and all(seen) and not stats.failed
+    assert store.match_count() == 12
+    assert all(w.startswith("ray:") for w in {m["worker"] for m in store.recent_matches(20)})
+    assert ray_procs  # Ray really ran here: raylet, GCS, agents, workers
+    import time
+
+    deadline = time.monotonic() + 10
+    while alive(ray_procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(ray_procs), alive(ray_procs)  # close() leaves nothing behind (agents included)
+
+
+def test_ray_batch_size_targets_half_a_second_and_keeps_every_cpu_busy():
+    r = RayRunner(workers=2)
+    assert r._batch_size(100, 2) == 2  # nothing measured yet
+    r._match_seconds = 0.01
+    assert r._batch_size(1000, 2) == 50  # 0.5 s of 10 ms matches
+    assert r._batch_size(20, 2) == 5  # the tail: ceil(20 / (2 * 2)) so all 4 in-flight slots get work
+    r._match_seconds = 2.0
+    assert r._batch_size(1000, 2) == 1
+    assert RayRunner(workers=2, matches_per_task=7)._batch_size(3, 2) == 7
