@@ -158,3 +158,36 @@ def sequence_chunks(group: np.ndarray, t: np.ndarray, done: np.ndarray, seq_len:
     out = np.full((int(chunk[-1]) + 1, seq_len), -1, np.int64)
     out[chunk, pos] = perm
     return out
+
+
+def merge_buffers(parts: list[RolloutBuffer]) -> RolloutBuffer:
+    """Stack rollout fragments of different env copies (e.g. from several env runners) along the copy
+    axis: ``[T_i, E_i, A, ...]`` -> ``[max T_i, sum E_i, A, ...]``; rows a fragment lacks are invalid."""
+    T = max(p.t for p in parts)
+    E = sum(p.E for p in parts)
+    first = parts[0]
+    fields = {k: (v.shape[3:], v.dtype) for k, v in first.data.items()}
+    out = RolloutBuffer(max(T, 1), E, first.A, fields)
+    off = 0
+    for p in parts:
+        t, e = p.t, p.E
+        for k, v in p.data.items():
+            out.data[k][:t, off:off + e] = v[:t]
+        out.reward[:t, off:off + e] = p.reward[:t]
+        out.done[:t, off:off + e] = p.done[:t]
+        out.valid[:t, off:off + e] = p.valid[:t]
+        off += e
+    out.t, out.count = T, sum(p.count for p in parts)
+    return out
+
+
+def compact_buffer(buf: RolloutBuffer) -> RolloutBuffer:
+    """A copy holding only the filled rows (what an env runner ships back)."""
+    fields = {k: (v.shape[3:], v.dtype) for k, v in buf.data.items()}
+    out = RolloutBuffer(max(buf.t, 1), buf.E, buf.A, fields)
+    t = buf.t
+    for k, v in buf.data.items():
+        out.data[k][:t] = v[:t]
+    out.reward[:t], out.done[:t], out.valid[:t] = buf.reward[:t], buf.done[:t], buf.valid[:t]
+    out.t, out.count = t, buf.count
+    return out

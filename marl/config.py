@@ -409,6 +409,9 @@ class EnvSettings(_Strict):
     max_lifetime_restarts: int = Field(10, description="Unity: restarts of a crashed player allowed over the run")
     restarts_rate_limit_n: int = Field(1, description="Unity: restarts allowed per restarts-rate-limit-period-s")
     restarts_rate_limit_period_s: int = Field(60, description="Unity: period (seconds) of restarts-rate-limit-n")
+    ray: bool = Field(False, description="run the --num-envs env runners as Ray actors (a local Ray instance "
+                                         "unless --ray-address is given)")
+    ray_address: str | None = Field(None, description="Ray cluster to join: auto or HOST:PORT (implies --ray)")
 
 
 class EngineSettings(_Strict):

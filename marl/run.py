@@ -189,6 +189,12 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         # as several and never fights the env workers for cores (profiled: with 2 threads on a
         # busy 2-core machine every op paid milliseconds of OpenMP spin-waiting).
         torch.set_num_threads(1)
+    use_ray = es.ray or es.ray_address is not None
+    if use_ray:
+        from marl.ray_runners import check_ray_config
+
+        check_ray_config(cfg)
+    ray_timing = (0.0, 0.0)
     env_id, factory = env_factory(cfg, run_dir)
     probe = factory(0, None)
     spec = probe.spec
@@ -229,13 +235,20 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     t0 = time.time()
     # a Unity player holds its own training areas (--num-areas goes to the player), so one copy per worker
     areas = 1 if is_executable_path(env_id) else es.num_areas
-    venv = VecEnv(factory, spec, es.num_envs, areas, seed=seed)
     interrupted = False
-    try:
-        curriculum = _curriculum(cfg, status, venv, resume=ck.resume)
-    except BaseException:
-        venv.close()
-        raise
+    lost: Exception | None = None
+    runners = venv = curriculum = None
+    if use_ray:  # env runners as Ray actors (marl/ray_runners.py); the learner stays here
+        from marl.ray_runners import RayRunners
+
+        runners = RayRunners(cfg, spec, factory, es.num_envs, areas, seed)
+    else:
+        venv = VecEnv(factory, spec, es.num_envs, areas, seed=seed)
+        try:
+            curriculum = _curriculum(cfg, status, venv, resume=ck.resume)
+        except BaseException:
+            venv.close()
+            raise
 
     def extra(b: str) -> dict:
         return trainer.extra_state(b)
@@ -262,15 +275,23 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         with bar or nullcontext():
             task = bar.add_task(ck.run_id, total=max_steps, completed=step) if bar else None
             while step < max_steps:
-                n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: (
-                    reporter.add_episode(s), curriculum.add_episode(s) if curriculum else None))
+                if runners is not None:
+                    n, batch, t_wait, episodes = runners.collect(trainer.weights(), step, trainer.merge)
+                    for ep in episodes:
+                        reporter.add_episode(ep)
+                    t_learn = time.perf_counter()
+                    logs = trainer.learn(step, n, batch)
+                    ray_timing = (ray_timing[0] + t_wait, ray_timing[1] + time.perf_counter() - t_learn)
+                else:
+                    n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: (
+                        reporter.add_episode(s), curriculum.add_episode(s) if curriculum else None))
                 step += n
                 if curriculum is not None:
                     for b, scalars in curriculum.after_rollout(step).items():
                         reporter.add_scalars(b, scalars)
                 for b, scalars in logs.items():
                     reporter.add_scalars(b, scalars)
-                t_env, t_update = trainer.timing
+                t_env, t_update = trainer.timing if runners is None else ray_timing
                 reporter.maybe_summarize(step)
                 if any(step >= next_ckpt[b] for b in spec.names) and step < max_steps:
                     save(snapshot=True)
@@ -284,8 +305,20 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                     t0 += time.time() - t_hook
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:  # every Ray env runner lost: stop with a resumable checkpoint
+        from marl.ray_runners import RunnersLost
+
+        if not isinstance(exc, RunnersLost):
+            raise
+        lost, interrupted = exc, True
     finally:
-        venv.close()
+        if venv is not None:
+            venv.close()
+        if runners is not None:
+            runners.close()
+    if lost is not None:
+        save(snapshot=True)
+        raise RunError(f"{lost} (checkpoint saved at step {step})")
     if interrupted:
         save(snapshot=True)
         if console is not None:

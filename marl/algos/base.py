@@ -36,6 +36,32 @@ class Trainer:
         vector step (the self-play wrapper's hook)."""
         raise NotImplementedError
 
+    # --- acting apart from learning (env runners on Ray call collect on their own copy of the trainer) ---
+    def collect(self, venv, step: int, on_episode: Callable | None = None, on_step: Callable | None = None):
+        """Collect one batch from ``venv`` with the current weights: ``(env steps, batch, seconds on env steps)``.
+        ``batch`` is picklable (numpy) and algorithm-specific."""
+        raise NotImplementedError(f"{type(self).__name__} cannot collect apart from learning")
+
+    def learn(self, step: int, steps: int, batch) -> dict[str, dict[str, float]]:
+        """Update from a batch of :meth:`collect` (or :meth:`merge` of several); ``step`` = env steps before it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot learn from a recorded batch")
+
+    def merge(self, batches: list):
+        """One batch from the batches of several env runners (their env copies side by side)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot merge batches")
+
+    def compact(self, batch):
+        """The batch as a runner ships it back (only filled rows)."""
+        return batch
+
+    def weights(self) -> dict:
+        """CPU copies of what acting needs, per behavior (sent to env runners once per rollout)."""
+        raise NotImplementedError(f"{type(self).__name__} has no acting weights to broadcast")
+
+    def load_weights(self, weights: dict) -> None:
+        """Load :meth:`weights` (an env runner, before collecting)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load acting weights")
+
     def state_dict(self, behavior: str) -> dict:
         """Everything ``--resume`` needs for ``behavior`` (networks, optimisers, normalisers)."""
         raise NotImplementedError

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from pathlib import Path
 
 from envs.spec import BehaviorSpec, EnvSpec
-from marl.buffers import RolloutBuffer, gae, sequence_chunks
+from marl.buffers import RolloutBuffer, compact_buffer, gae, merge_buffers, sequence_chunks
 from marl.checkpoint import spec_from_dict
 from marl.config import BehaviorSettings, NetworkSettings, PPOHyperparameters, RunConfig
 from marl.networks import Actor, Critic
@@ -351,6 +351,26 @@ class Rollout:
     learning: np.ndarray
     bootstrap: np.ndarray
 
+    def compact(self) -> "Rollout":
+        """A copy holding only the filled rows (what an env runner ships back)."""
+        t = self.buffer.t
+        return Rollout(compact_buffer(self.buffer), None if self.state_rows is None else self.state_rows[:t].copy(),
+                       self.learning.copy(), self.bootstrap.copy())
+
+    @staticmethod
+    def merge(parts: list["Rollout"]) -> "Rollout":
+        """Fragments of different env copies side by side (``marl.buffers.merge_buffers``)."""
+        buf = merge_buffers([p.buffer for p in parts])
+        rows = None
+        if parts[0].state_rows is not None:
+            rows = np.zeros((buf.t, buf.E, parts[0].state_rows.shape[-1]), np.float32)
+            off = 0
+            for p in parts:
+                rows[: p.buffer.t, off:off + p.buffer.E] = p.state_rows[: p.buffer.t]
+                off += p.buffer.E
+        return Rollout(buf, rows, np.concatenate([p.learning for p in parts]),
+                       np.concatenate([p.bootstrap for p in parts]))
+
 
 class PPOCollector:
     """Acting, apart from learning: one batched actor forward per behavior and env step over all ``E``
@@ -548,14 +568,40 @@ class PPOTrainer(Trainer):
         Returns:
             ``(env steps taken = T * E, {behavior: update scalars})``.
         """
-        steps, rollouts, t_env = self.collector.collect(venv, step, on_episode, on_step)
-        logs = {}
+        steps, rollouts, t_env = self.collect(venv, step, on_episode, on_step)
         t0 = time.perf_counter()
-        for name, L in self.learners.items():
-            if step < L.settings.max_steps:
-                logs[name] = L.update(step + steps, rollouts[name])
+        logs = self.learn(step, steps, rollouts)
         self.timing = (self.timing[0] + t_env, self.timing[1] + time.perf_counter() - t0)
         return steps, logs
+
+    def collect(self, venv, step: int, on_episode=None, on_step=None):
+        return self.collector.collect(venv, step, on_episode, on_step)
+
+    def learn(self, step: int, steps: int, batch: dict) -> dict[str, dict[str, float]]:
+        return {name: L.update(step + steps, batch[name]) for name, L in self.learners.items()
+                if step < L.settings.max_steps}
+
+    def merge(self, batches: list[dict]) -> dict:
+        return {name: Rollout.merge([b[name] for b in batches]) for name in self.learners}
+
+    def compact(self, batch: dict) -> dict:
+        return {name: r.compact() for name, r in batch.items()}
+
+    def weights(self) -> dict:
+        def cpu(sd):
+            return {k: v.detach().cpu() for k, v in sd.items()}
+
+        return {n: {"actor": cpu(L.actor.state_dict()), "critic": cpu(L.critic.state_dict()),
+                    "value_norm": None if L.value_norm is None else cpu(L.value_norm.state_dict())}
+                for n, L in self.learners.items()}
+
+    def load_weights(self, weights: dict) -> None:
+        for n, w in weights.items():
+            L = self.learners[n]
+            L.actor.load_state_dict(w["actor"])
+            L.critic.load_state_dict(w["critic"])
+            if L.value_norm is not None and w["value_norm"] is not None:
+                L.value_norm.load_state_dict(w["value_norm"])
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self, behavior: str) -> dict:

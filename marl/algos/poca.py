@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ from torch import nn
 from envs.spec import BehaviorSpec, EnvSpec
 from marl.algos.base import Trainer
 from marl.algos.mappo import decayed
-from marl.buffers import RolloutBuffer, gae
+from marl.buffers import RolloutBuffer, compact_buffer, gae, merge_buffers
 from marl.config import BehaviorSettings, ConfigError, POCAHyperparameters, RunConfig
 from marl.networks import Actor, make_encoder
 from marl.play import act_rows
@@ -340,11 +340,13 @@ class POCALearner:
 @dataclass
 class POCARollout:
     """One behavior's recorded experience (numpy): the buffer (``obs``, ``present``, actions, ``logp``,
-    credited rewards, dones, valid), ``learning`` bool ``[E, A]`` and ``bootstrap`` float32 ``[E, A]``."""
+    credited rewards, dones, valid), ``learning`` bool ``[E, A]``, ``bootstrap`` float32 ``[E, A]``, and the
+    returns of the groups whose episodes finished (``Environment/Group Cumulative Reward``)."""
 
     buffer: RolloutBuffer
     learning: np.ndarray
     bootstrap: np.ndarray
+    group_returns: list = field(default_factory=list)
 
 
 class POCACollector:
@@ -490,18 +492,52 @@ class POCATrainer(Trainer):
         self.timing = (0.0, 0.0)
 
     def collect_and_train(self, venv, step: int, on_episode=None, on_step=None) -> tuple[int, dict[str, dict[str, float]]]:
-        steps, rollouts, t_env = self.collector.collect(venv, step, on_episode, on_step)
-        logs: dict[str, dict[str, float]] = {}
+        steps, rollouts, t_env = self.collect(venv, step, on_episode, on_step)
         t0 = time.perf_counter()
-        for name, L in self.learners.items():
-            if step < L.settings.max_steps:
-                logs[name] = L.update(step + steps, rollouts[name])
-            done = self.collector.finished_group_returns[name]
-            if done:
-                logs.setdefault(name, {})["Environment/Group Cumulative Reward"] = float(np.mean(done))
-                done.clear()
+        logs = self.learn(step, steps, rollouts)
         self.timing = (self.timing[0] + t_env, self.timing[1] + time.perf_counter() - t0)
         return steps, logs
+
+    def collect(self, venv, step: int, on_episode=None, on_step=None):
+        steps, rollouts, t_env = self.collector.collect(venv, step, on_episode, on_step)
+        for name, r in rollouts.items():  # finished groups' returns travel with the batch
+            r.group_returns = list(self.collector.finished_group_returns[name])
+            self.collector.finished_group_returns[name].clear()
+        return steps, rollouts, t_env
+
+    def learn(self, step: int, steps: int, batch: dict) -> dict[str, dict[str, float]]:
+        logs: dict[str, dict[str, float]] = {}
+        for name, L in self.learners.items():
+            if step < L.settings.max_steps:
+                logs[name] = L.update(step + steps, batch[name])
+            if batch[name].group_returns:
+                logs.setdefault(name, {})["Environment/Group Cumulative Reward"] = float(np.mean(batch[name].group_returns))
+        return logs
+
+    def merge(self, batches: list[dict]) -> dict:
+        out = {}
+        for name in self.learners:
+            parts = [b[name] for b in batches]
+            out[name] = POCARollout(merge_buffers([p.buffer for p in parts]), np.concatenate([p.learning for p in parts]),
+                                    np.concatenate([p.bootstrap for p in parts]),
+                                    [g for p in parts for g in p.group_returns])
+        return out
+
+    def compact(self, batch: dict) -> dict:
+        return {n: POCARollout(compact_buffer(r.buffer), r.learning.copy(), r.bootstrap.copy(), list(r.group_returns))
+                for n, r in batch.items()}
+
+    def weights(self) -> dict:
+        def cpu(sd):
+            return {k: v.detach().cpu() for k, v in sd.items()}
+
+        return {n: {"actor": cpu(L.actor.state_dict()), "critic": cpu(L.critic.state_dict())}
+                for n, L in self.learners.items()}
+
+    def load_weights(self, weights: dict) -> None:
+        for n, w in weights.items():
+            self.learners[n].actor.load_state_dict(w["actor"])
+            self.learners[n].critic.load_state_dict(w["critic"])
 
     def state_dict(self, behavior: str) -> dict:
         return self.learners[behavior].state_dict()

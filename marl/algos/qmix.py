@@ -564,6 +564,17 @@ class QMIXTrainer(Trainer):
         # pool that spins on busy cores makes every update many times slower.
         torch.set_num_threads(1)
 
+        steps, episodes, _ = self.collect(venv, step, on_episode, on_step)
+        t1 = time.perf_counter()
+        logs = self.learn(step, steps, episodes)
+        self.timing = (t_env + (t1 - t0), t_upd + (time.perf_counter() - t1))
+        return steps, logs
+
+    def collect(self, venv, step: int, on_episode=None, on_step=None):
+        """Step ``venv`` until some behavior has ``update_interval`` new episodes and ``batch_size`` in its
+        replay (or ``MAX_STEPS_PER_CALL`` env steps): ``(env steps, {behavior: [(episode, length)]}, seconds)``."""
+        t0 = time.perf_counter()
+
         def stop(episodes) -> bool:
             ready = False
             for name, L in self.learners.items():
@@ -574,21 +585,32 @@ class QMIXTrainer(Trainer):
 
         steps, episodes = self.collector.collect(
             venv, step, lambda name, s: epsilon_at(self.learners[name].hp, s), stop, on_episode, on_step)
-        for name, L in self.learners.items():
-            for episode, n in episodes[name]:
-                L.buffer.add(episode, n)
-            L.pending_episodes += len(episodes[name])
-        t1 = time.perf_counter()
+        return steps, episodes, time.perf_counter() - t0
+
+    def learn(self, step: int, steps: int, batch: dict) -> dict[str, dict[str, float]]:
+        """Store the closed episodes in each replay buffer, then ``finished episodes // update_interval`` updates."""
         logs: dict[str, dict[str, float]] = {}
         for name, L in self.learners.items():
+            for episode, n in batch[name]:
+                L.buffer.add(episode, n)
+            L.pending_episodes += len(batch[name])
             n_upd = L.pending_episodes // L.hp.update_interval
             if len(L.buffer) < L.hp.batch_size or step >= L.settings.max_steps or n_upd == 0:
                 continue
             L.pending_episodes -= n_upd * L.hp.update_interval
             scalars = [L.update(step + steps) for _ in range(n_upd)]
             logs[name] = {k: float(np.mean([s[k] for s in scalars])) for k in scalars[0]}
-        self.timing = (t_env + (t1 - t0), t_upd + (time.perf_counter() - t1))
-        return steps, logs
+        return logs
+
+    def merge(self, batches: list[dict]) -> dict:
+        return {name: [ep for b in batches for ep in b[name]] for name in self.learners}
+
+    def weights(self) -> dict:
+        return {n: {"agent": {k: v.detach().cpu() for k, v in L.agent.state_dict().items()}} for n, L in self.learners.items()}
+
+    def load_weights(self, weights: dict) -> None:
+        for n, w in weights.items():
+            self.learners[n].agent.load_state_dict(w["agent"])
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self, behavior: str) -> dict:

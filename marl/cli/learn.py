@@ -41,6 +41,8 @@ FLAG_TARGETS = {
     "capture_frame_rate": ("engine_settings", "capture_frame_rate"),
     "no_graphics": ("engine_settings", "no_graphics"),
     "device": ("torch_settings", "device"),
+    "ray": ("env_settings", "ray"),
+    "ray_address": ("env_settings", "ray_address"),
     "debug": (None, "debug"),
 }
 FLAG_NAMES = {"env_path": "--env", "device": "--torch-device"}
