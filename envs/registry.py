@@ -24,9 +24,7 @@ from typing import Any
 
 from pettingzoo import AECEnv, ParallelEnv
 
-
-class EnvError(ValueError):
-    """A bad env id or env arguments; the message is one line meant for the user."""
+from envs.errors import EnvError  # noqa: F401 - re-exported: callers catch envs.registry.EnvError
 
 
 def is_executable_path(env_id: str) -> bool:
@@ -157,8 +155,8 @@ def _similar_modules(module_name: str) -> str:
     paths = getattr(pkg, "__path__", None)
     if not paths:
         return ""
-    found = sorted(f"{parent}.{m.name}" for m in pkgutil.iter_modules(paths) if m.name.rsplit("_v", 1)[0] == stem
-                   and m.name != leaf)
+    found = sorted(f"{parent}.{m.name}" for m in pkgutil.iter_modules(paths) if m.name != leaf and "_v" in m.name
+                   and m.name.rsplit("_v", 1)[0] == stem and m.name.rsplit("_v", 1)[1].isdigit())
     return f"; did you mean {', '.join(found)}" if found else ""
 
 
@@ -203,6 +201,28 @@ def apply_supersuit(env, wrappers: list, source: str = "env_settings.supersuit")
         except (TypeError, ValueError, AssertionError) as exc:
             raise EnvError(f"{source}[{i}]: {name}{kwargs or ''} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return env
+
+
+def declared_zero_sum(env_id: str, env_kwargs: dict | None = None) -> bool | None:
+    """Whether the env id names a game whose players' rewards always sum to a constant.
+
+    * ``openspiel:<game>``: OpenSpiel's game type (``Utility.ZERO_SUM`` or ``CONSTANT_SUM``);
+    * ``pettingzoo.classic.*``: True except Hanabi (every other classic game is a competitive
+      game scored +1 / -1 or by chips won and lost);
+    * anything else: None (not declared; nothing is assumed).
+
+    Used by the QMIX/VDN fitness check (a team reward of a zero-sum game is always 0).
+
+    Raises:
+        EnvError: an ``openspiel:`` id that does not load.
+    """
+    if env_id.startswith("openspiel:"):
+        from envs.openspiel import is_zero_sum
+
+        return is_zero_sum(env_id, env_kwargs)
+    if env_id.startswith("pettingzoo.classic."):
+        return "hanabi" not in env_id
+    return None
 
 
 def behavior_of(agent: str) -> str:
