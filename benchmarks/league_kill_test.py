@@ -122,8 +122,12 @@ def kill_and_check(config: str, kills: int, rng: random.Random, extra: list[str]
     out: dict = {"leftovers": [], "gone_after": [], "killed": []}
     for k in range(kills):
         store = LeagueStore(load_config(config).store_url())
-        started = bool(store.tournaments())
+        known = store.tournaments()
         store.close()
+        started = bool(known)
+        if started and known[0].finished:
+            log(f"the tournament finished before kill {k + 1}; use a longer one (--games-per-pair) for more kills")
+            break
         cmd = [LEAGUE, "run", config] + (["--resume"] if started else []) + extra
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         t_start = time.monotonic()
@@ -156,7 +160,10 @@ def kill_and_check(config: str, kills: int, rng: random.Random, extra: list[str]
         gone = time.monotonic() - t0
         out["leftovers"].append(left)
         out["gone_after"].append(gone)
-        log(f"kill {k + 1} at {delay:.1f} s: {len(kids)} child processes, "
+        store = LeagueStore(load_config(config).store_url())
+        recorded = store.match_count()
+        store.close()
+        log(f"kill {k + 1} at {delay:.1f} s ({recorded} matches recorded so far): {len(kids)} child processes, "
             + (f"all gone after {gone:.1f} s" if not left else f"{len(left)} still alive after {grace:.0f} s: "
                + "; ".join(c[:80] for c in left.values())))
         for p in left:  # do not leave them behind for the next round

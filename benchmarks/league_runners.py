@@ -1,6 +1,6 @@
 """Matches per second of the local and Ray runners on the same cores: random vs MCTS(10) on connect_four.
 
-    .venv/bin/python benchmarks/league_runners.py [--matches 300] [--workers 2] [--runs 3]
+    .venv/bin/python benchmarks/league_runners.py [--matches 300] [--workers 2] [--runs 3] [--ray-ports 20000-20099]
         [--matches-per-task N]
 
 Each run starts a fresh runner, warms it up with ``--warmup`` matches (worker start-up, imports, player
@@ -27,7 +27,8 @@ def tasks(n: int, tag: str, simulations: int = 10) -> list[MatchTask]:
 def measure(kind: str, a) -> float:
     """Warm matches/s of one fresh runner of ``kind``."""
     runner = LocalRunner(a.workers) if kind == "local" else RayRunner(a.workers, a.address,
-                                                                       matches_per_task=a.matches_per_task)
+                                                                       matches_per_task=a.matches_per_task,
+                                                                       ray_ports=a.ray_ports)
     with runner:
         runner.run(tasks(a.warmup, "c", a.simulations), lambda r: None)
         warm = runner.run(tasks(a.matches, "w", a.simulations), lambda r: None)
@@ -44,8 +45,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--simulations", type=int, default=10)
     ap.add_argument("--matches-per-task", type=int, help="Ray matches per task (default: adaptive)")
-    ap.add_argument("--address", help="Ray head to use (e.g. 127.0.0.1:20000, started with fixed ports); "
-                    "default: a local Ray started per run")
+    ap.add_argument("--address", help="Ray head to use (HOST:PORT); default: a local Ray started per run")
+    ap.add_argument("--ray-ports", help="LOW-HIGH: the local Ray's ports all inside this range")
     a = ap.parse_args()
     rates: dict[str, list[float]] = {"local": [], "ray": []}
     for run in range(a.runs):

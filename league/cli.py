@@ -165,9 +165,9 @@ def cmd_run(a) -> int:
     expected = T.expected_matches(info)
     print(f"tournament {info.id} ({info.mode}, seed {info.seed}): {expected - info.recorded} of {expected} matches "
           "to play")
-    kind = "ray" if (a.ray or a.address) else r.kind
+    kind = "ray" if (a.ray or a.address or a.ray_ports) else r.kind
     runner = make_runner(kind, a.workers or r.workers, a.address or r.address, r.max_retries,
-                         matches_per_task=r.matches_per_task)
+                         matches_per_task=r.matches_per_task, ray_ports=a.ray_ports or r.ray_ports)
     console = _console()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar, runner:
@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray", action="store_true", help="run matches on Ray (local Ray unless --address)")
     s.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (implies --ray)")
     s.add_argument("--seed", type=int, help="tournament seed (default: tournament.seed, else a fresh one, recorded)")
+    s.add_argument("--ray-ports", metavar="LOW-HIGH",
+                   help="start a local Ray with every port in LOW-HIGH, e.g. 20000-20099 (implies --ray)")
     s.add_argument("--resume", nargs="?", const="", metavar="ID",
                    help="play the missing matches of tournament ID (default: the most recent unfinished one)")
     s = add("leaderboard", cmd_leaderboard, "print the leaderboard")

@@ -14,7 +14,7 @@ Example (``configs/league/connect_four.yaml``)::
     match: {opening_moves: null, max_steps: 1000, replay_dir: null}   # null: per env kind
     tournament: {mode: round_robin, games_per_pair: 2, rounds: 5, games: 100, matchmaking: proximity,
                  pfsp_weighting: hard, pfsp_p: 2, seed: null, batch: 16}
-    runner: {kind: local, workers: 2, address: null, max_retries: 3, matches_per_task: null}
+    runner: {kind: local, workers: 2, address: null, max_retries: 3, matches_per_task: null, ray_ports: null}
 
 Relative paths are relative to the config file's folder.
 """
@@ -139,8 +139,8 @@ class RunnerBlock(_Strict):
     """``runner:``: where matches run (local processes or Ray).
 
     ``matches_per_task`` (Ray): matches played by one Ray task; null = adaptive (tasks of about 0.5 s of play).
-    Ray's ports: a Ray started by the runner listens on 127.0.0.1; to bound its ports, start a head with fixed
-    ports and set ``address`` (see :class:`league.runners.RayRunner`).
+    ``ray_ports`` (Ray started by the runner, i.e. no ``address``): ``"LOW-HIGH"``, every port of that Ray lies in
+    the range (see :class:`league.runners.RayRunner`); null = ports Ray picks.
     """
 
     kind: Literal["local", "ray"] = "local"
@@ -148,6 +148,7 @@ class RunnerBlock(_Strict):
     address: str | None = None
     max_retries: int = Field(3, ge=0)
     matches_per_task: int | None = Field(None, ge=1)
+    ray_ports: str | None = Field(None, pattern=r"^\d{4,5}-\d{4,5}$")
 
 
 class LeagueConfig(_Strict):

@@ -15,9 +15,9 @@ Nothing outlives its parent: local workers hold the read end of a pipe whose onl
 parent; a watchdog thread in each worker exits the process when that pipe reports end-of-file (the parent
 died, even by SIGKILL), and the task loop also checks the parent id every second. The multiprocessing
 resource tracker exits on its own once the parent and every worker are gone (it reads its pipe until EOF).
-A local Ray started here is stopped by Ray's own reaper (its core processes) and by our reaper
-(:func:`start_ray_reaper`: the agents that Ray's reaper misses), both of which see a pipe from this process
-close. ``benchmarks/league_kill_test.py [--ray]`` checks that nothing is left 10 s after a SIGKILL.
+A local Ray is started and torn down by :mod:`marl.raytools`, whose reaper (with Ray's own) stops every Ray
+process of the run when this process dies. ``benchmarks/league_kill_test.py [--ray]`` checks that nothing is
+left 10 s after a SIGKILL.
 """
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -288,90 +286,6 @@ def _ray_play_batch(tasks: list[MatchTask]) -> list[tuple]:
     return out
 
 
-def _loopback_ray() -> None:
-    """Keep a Ray started here on 127.0.0.1 (driver, head and workers).
-
-    On Linux Ray binds to the machine's network address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which
-    Ray reads when it is imported (``ray._private.ray_constants.ENABLE_RAY_CLUSTER``); a driver would also
-    rewrite ``127.0.0.1:PORT`` to that address before connecting. So the variable is set before Ray is imported,
-    and the constant too if Ray was imported already (e.g. by an earlier runner in the same process).
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    if "ray" in sys.modules and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-_REAPER = r"""
-import os, select, signal, sys
-parent, me = os.getppid(), os.getpid()
-
-def children(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-def start_time(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-        return s[s.rindex(")") + 2:].split()[19]
-    except (OSError, ValueError, IndexError):
-        return None
-
-def is_ray(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"ray" in f.read()
-    except OSError:
-        return False
-
-seen = {}
-def refresh():
-    todo = [parent]
-    while todo:
-        for c in children(todo.pop()):
-            if c != me and c not in seen and is_ray(c):
-                seen[c] = start_time(c)
-            todo.append(c)
-
-while True:
-    ready, _, _ = select.select([0], [], [], 1.0)
-    if ready and not os.read(0, 4096):
-        break  # EOF: the runner closed the pipe or died (even by SIGKILL)
-    refresh()
-for pid, started in seen.items():
-    if started is not None and start_time(pid) == started:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-"""
-
-
-def start_ray_reaper() -> subprocess.Popen | None:
-    """Start the reaper of a Ray about to be started by this process (None off Linux).
-
-    Ray's own reaper stops its core processes when the driver dies, but its dashboard and runtime-env agents
-    outlive a SIGKILLed driver by a minute or more (they first try to report to the dead GCS). This small
-    process (a new session, so no process-group kill reaches it) walks this process's descendants every second
-    (``/proc/<pid>/task/<tid>/children``) and remembers the Ray ones (``ray`` in the command line) with their
-    start times; when its stdin, whose only write end this process holds, reports EOF (this process died, or
-    :meth:`RayRunner.close` closed it), it SIGKILLs every remembered process that still runs (same start time,
-    so a reused pid is spared).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    return subprocess.Popen([sys.executable, "-c", _REAPER], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 class RayRunner:
     """Run matches as Ray tasks (ray core), several matches per task.
 
@@ -383,16 +297,13 @@ class RayRunner:
         matches_per_task: matches per Ray task; None = adaptive: about 0.5 s of play per task, from the
             measured match durations (a per-match task costs scheduling and transfer overhead that, on 2 cores,
             made Ray ~30% slower than local workers), never so many that a CPU idles at the end.
+        ray_ports: ``"LOW-HIGH"``: every port of the local Ray started here (GCS, node manager, object manager,
+            agents, workers, the driver) lies in that range (:func:`marl.raytools.plan_ports`); None = ports Ray
+            picks. Refused with ``address``: a cluster's ports are fixed by its own ``ray start`` flags.
 
-    Ports: a Ray started here (``address=None``) listens on 127.0.0.1 only, on ports Ray picks. To keep Ray's
-    ports in a range (a firewall, a shared host), start the head yourself with every port fixed and pass its
-    address (docs/league.md, "Ray's ports")::
-
-        ray start --head --node-ip-address=127.0.0.1 --port=20000 --node-manager-port=20001 \\
-            --object-manager-port=20002 --ray-client-server-port=20003 --dashboard-agent-grpc-port=20004 \\
-            --dashboard-agent-listen-port=20005 --metrics-export-port=20006 --runtime-env-agent-port=20007 \\
-            --min-worker-port=20010 --max-worker-port=20099 --include-dashboard=false --num-cpus=2
-        league run league.yaml --address 127.0.0.1:20000
+    Ray is started, joined and torn down through the project's Ray helper (:mod:`marl.raytools`): a local
+    instance on 127.0.0.1 (``address="local"``, never a stale cluster), an address probed with a bounded
+    timeout, and a reaper that kills the Ray processes left when this process dies.
 
     Raises:
         LeagueError: Ray cannot start/connect, or a match failed with a user error.
@@ -402,16 +313,19 @@ class RayRunner:
     TARGET_TASK_SECONDS = 0.5
 
     def __init__(self, workers: int = 2, address: str | None = None, max_retries: int = 3,
-                 matches_per_task: int | None = None):
+                 matches_per_task: int | None = None, ray_ports: str | None = None):
         if workers < 1:
             raise LeagueError(f"runner.workers must be >= 1, got {workers}")
         if matches_per_task is not None and matches_per_task < 1:
             raise LeagueError(f"runner.matches_per_task must be >= 1, got {matches_per_task}")
+        if ray_ports and address:
+            raise LeagueError("runner.ray_ports applies to a Ray started here; a cluster's ports are fixed by its "
+                              "own `ray start --port ... --min-worker-port ... --max-worker-port ...` flags")
         self.workers, self.address, self.max_retries = workers, address, max_retries
         self.matches_per_task = matches_per_task
+        self.ports = parse_ports(ray_ports) if ray_ports else None
         self._started_here = False
         self._match_seconds: float | None = None
-        self._reaper: subprocess.Popen | None = None
 
     def __enter__(self) -> "RayRunner":
         return self
@@ -422,40 +336,23 @@ class RayRunner:
     def close(self) -> None:
         """Shut down the Ray instance this runner started (a cluster connection is just dropped)."""
         if self._started_here:
-            import ray
+            from marl.raytools import shutdown
 
-            ray.shutdown()
+            shutdown()
             self._started_here = False
-        if self._reaper is not None:  # EOF: it kills what ray.shutdown() left (normally nothing)
-            try:
-                self._reaper.stdin.close()
-                self._reaper.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self._reaper.kill()
-                self._reaper.wait(timeout=5)
-            self._reaper = None
 
     def _connect(self) -> None:
-        host = (self.address or "").split("://")[-1].rsplit(":", 1)[0]
-        if not self.address or host in ("127.0.0.1", "localhost"):
-            _loopback_ray()
         import ray
 
-        if ray.is_initialized():
-            return
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(_project_paths())}}
+        if self._started_here or (self.address and ray.is_initialized()):
+            return  # warm: connected by an earlier run()
+        from marl.raytools import RaySetupError, project_runtime_env, start_or_connect
+
         try:
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False, runtime_env=env)
-            else:  # address="local": never join a cluster named by a stale "current cluster" file
-                self._reaper = start_ray_reaper()
-                ray.init(address="local", num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
-                         runtime_env=env)
-            self._started_here = not self.address
-        except Exception as exc:  # noqa: BLE001 - connection problems of many kinds
-            self.close()
-            raise LeagueError(f"ray: cannot start/connect (address={self.address!r}): "
-                              f"{str(exc).splitlines()[0][:200]}") from None
+            self._started_here = start_or_connect(self.address, None if self.address else self.workers, self.ports,
+                                                  runtime_env=project_runtime_env())
+        except RaySetupError as exc:
+            raise LeagueError(str(exc)) from None
 
     def _batch_size(self, remaining: int, cpus: int) -> int:
         if self.matches_per_task:
@@ -515,15 +412,19 @@ class RayRunner:
         return stats
 
 
-def _project_paths() -> list[str]:
-    """Folders that hold the ``league``/``envs`` packages, for Ray workers started in a different cwd."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+def parse_ports(spec: str) -> tuple[int, int]:
+    """``"LOW-HIGH"`` -> ``(LOW, HIGH)``. Raises LeagueError for another form (the range itself is checked by
+    :func:`marl.raytools.plan_ports` when Ray starts)."""
+    try:
+        low, high = (int(x) for x in spec.split("-"))
+    except ValueError:
+        raise LeagueError(f"ray ports '{spec}': expected LOW-HIGH, e.g. 20000-20099") from None
+    return low, high
 
 
 def make_runner(kind: str = "local", workers: int = 2, address: str | None = None, max_retries: int = 3,
-                matches_per_task: int | None = None):
-    """A runner by kind (``local`` | ``ray``); ``matches_per_task`` is Ray's (see :class:`RayRunner`).
+                matches_per_task: int | None = None, ray_ports: str | None = None):
+    """A runner by kind (``local`` | ``ray``); ``matches_per_task`` and ``ray_ports`` are Ray's (see :class:`RayRunner`).
 
     Raises:
         LeagueError: another kind (or a bad Ray setting, see :class:`RayRunner`).
@@ -531,5 +432,5 @@ def make_runner(kind: str = "local", workers: int = 2, address: str | None = Non
     if kind == "local":
         return LocalRunner(workers, max_retries)
     if kind == "ray":
-        return RayRunner(workers, address, max_retries, matches_per_task)
+        return RayRunner(workers, address, max_retries, matches_per_task, ray_ports)
     raise LeagueError(f"runner kind '{kind}' unknown; expected local or ray")

@@ -75,15 +75,18 @@ def test_local_runner_stops_on_user_errors(store):
 
 
 @pytest.mark.slow  # starting Ray costs ~10 s (more on a loaded machine)
-def test_ray_runner_streams_batched_results_and_leaves_no_process(store):
+def test_ray_runner_in_a_port_range_streams_batched_results_and_leaves_no_process(store):
     pytest.importorskip("ray")
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
     from league_kill_test import alive, descendants
 
+    from marl.raytools import current, find_free_port_range
+
+    low, high = find_free_port_range(40)
     seen = []
-    with RayRunner(workers=2) as runner:
+    with RayRunner(workers=2, ray_ports=f"{low}-{high}") as runner:
         try:
             stats = runner.run(_tasks(12), lambda r: seen.append(store.record_match(r)))
         except Exception as exc:  # noqa: BLE001
@@ -92,6 +95,7 @@ def test_ray_runner_streams_batched_results_and_leaves_no_process(store):
             raise
         ray_procs = {p: c for p, c in descendants(os.getpid()).items() if "ray" in c}
         assert runner._match_seconds is not None  # measured, for the adaptive batch size
+        assert current().ports == (low, high)  # started through marl.raytools inside the range
     assert stats.completed == 12 and all(seen) and not stats.failed
     assert store.match_count() == 12
     assert all(w.startswith("ray:") for w in {m["worker"] for m in store.recent_matches(20)})
