@@ -108,10 +108,17 @@ class RayRunners:
         self.n, self.areas = n, areas
         self.max_restarts = max(0, int(cfg.env_settings.max_lifetime_restarts))
         self.replaced = 0
-        self._owns_ray = start_or_connect(cfg.env_settings.ray_address)
-        cls = _runner_class().options(max_restarts=self.max_restarts, max_task_retries=0)
+        from marl.config import ConfigError
+        from marl.raytools import RayError, project_runtime_env
+
+        try:
+            self._owns_ray = start_or_connect(cfg.env_settings.ray_address, runtime_env=project_runtime_env())
+        except RayError as exc:
+            raise ConfigError(f"env_settings.ray_address: {exc}") from None
+        cls = _runner_class()
         data = runner_config(cfg.model_dump(mode="json"), n)
-        self.runners = [cls.remote(data, spec, factory, i, areas, seed) for i in range(n)]
+        self.runners = [cls.options(name=f"env-runner-{i}", max_restarts=self.max_restarts, max_task_retries=0)
+                        .remote(data, spec, factory, i, areas, seed) for i in range(n)]
         self._ray = ray
 
     def collect(self, weights: dict, step: int, merge: Callable[[list], object]):
@@ -124,16 +131,34 @@ class RayRunners:
         ref = ray.put(weights)
         t0 = time.perf_counter()
         futures = [r.collect.remote(ref, step) for r in self.runners]
+        deadline = time.monotonic() + RUNNER_TIMEOUT_S
         results, lost = [], 0
-        for f in futures:
-            try:
-                results.append(ray.get(f, timeout=RUNNER_TIMEOUT_S))
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.RayTaskError) as exc:
-                lost += 1
-                self.replaced += 1
-                warnings.warn(f"env runner lost mid-rollout ({type(exc).__name__}); its fragment is dropped and Ray "
-                              f"replaces it ({self.replaced} replacement(s) so far, at most "
-                              f"{self.max_restarts} per runner)", stacklevel=2)
+        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
+        for i, (runner, f) in enumerate(zip(self.runners, futures)):
+            warned = False
+            while True:
+                try:
+                    results.append(ray.get(f, timeout=max(1.0, deadline - time.monotonic())))
+                    break
+                except unavailable as exc:  # died and restarting: its fragment is gone; collect again from the new one
+                    if not warned:
+                        warned = True
+                        self.replaced += 1
+                        warnings.warn(f"env runner {i} lost mid-rollout ({type(exc).__name__}); its fragment is dropped "
+                                      f"and Ray replaces it ({self.replaced} replacement(s) so far, at most "
+                                      f"{self.max_restarts} per runner)", stacklevel=2)
+                    if time.monotonic() > deadline:
+                        lost += 1
+                        break
+                    time.sleep(0.5)
+                    f = runner.collect.remote(ref, step)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.RayTaskError) as exc:
+                    lost += 1
+                    self.replaced += 1
+                    warnings.warn(f"env runner {i} lost mid-rollout ({type(exc).__name__}); its fragment is dropped and Ray "
+                                  f"replaces it ({self.replaced} replacement(s) so far, at most "
+                                  f"{self.max_restarts} per runner)", stacklevel=2)
+                    break
         if not results:
             raise RunnersLost(f"every env runner was lost in this rollout ({lost} of {self.n}); the run stops with a "
                               "checkpoint: check the players' logs in results/<run-id>/run_logs/, then --resume")
