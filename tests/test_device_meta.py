@@ -250,10 +250,6 @@ def test_one_update_with_every_tensor_on_meta(tmp_path, shadow_meta, algo):
     assert all(isinstance(p, OnMeta) for p in params)  # nothing was moved off the device
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the collectors act on CPU tensors from numpy and call .numpy() on the "
-                                       "actor's outputs, so acting with a learner on a GPU (marl-learn --torch-device "
-                                       "cuda without --ray) fails; remove this mark once they move inputs with "
-                                       ".to(device) and outputs with .cpu()")
 @pytest.mark.parametrize("algo", ["mappo", "poca", "qmix"])
 def test_acting_with_the_learner_on_meta(tmp_path, shadow_meta, algo):
     from envs.vector import VecEnv

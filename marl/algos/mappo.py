@@ -425,29 +425,30 @@ class PPOCollector:
         for name, L in self.learners.items():
             b, buffer = L.spec, self.buffers[name]
             obs_np = arrays[f"{name}/obs"]
-            obs = torch.from_numpy(obs_np).reshape(self.E * b.n_agents, -1)
+            obs = torch.from_numpy(obs_np).reshape(self.E * b.n_agents, -1).to(L.device)
             mask_np = arrays.get(f"{name}/mask")
-            mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1) if mask_np is not None else None
+            mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1).to(L.device) if mask_np is not None else None
             active = arrays[f"{name}/active"]
             if L.memory_size:  # memory policies: one LSTM step for actor and critic, memories move on for deciders
                 mem_a, mem_c = self.memory[name]
                 d, c, logp, new_a = L.actor.act_recurrent(obs, L.ids, mask, mem_a)
-                v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"]).reshape(self.E, -1)),
+                v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"]).reshape(self.E, -1).to(L.device)),
                                          L.ids, mem_c)
-                row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy(),
-                       "mem_a": mem_a.view(self.E, b.n_agents, -1).numpy(),
-                       "mem_c": mem_c.view(self.E, b.n_agents, -1).numpy(), "value": v.view(self.E, b.n_agents).numpy()}
-                moved = torch.from_numpy(active.reshape(-1, 1))
+                row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).cpu().numpy(),
+                       "mem_a": mem_a.view(self.E, b.n_agents, -1).cpu().numpy(),
+                       "mem_c": mem_c.view(self.E, b.n_agents, -1).cpu().numpy(),
+                       "value": v.view(self.E, b.n_agents).cpu().numpy()}
+                moved = torch.from_numpy(active.reshape(-1, 1)).to(L.device)
                 self.memory[name] = (torch.where(moved, new_a, mem_a), torch.where(moved, new_c, mem_c))
             else:
                 d, c, logp = L.actor.act(obs, L.ids, mask)  # (values: batched over the rollout in the update)
-                row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).numpy()}
+                row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).cpu().numpy()}
             if d is not None:
-                d_np = d.view(self.E, b.n_agents, -1).numpy()
+                d_np = d.view(self.E, b.n_agents, -1).cpu().numpy()
                 arrays[f"{name}/act_d"][...] = d_np
                 row["act_d"], row["mask"] = d_np, mask_np
             if c is not None:
-                c_np = c.view(self.E, b.n_agents, -1).numpy()
+                c_np = c.view(self.E, b.n_agents, -1).cpu().numpy()
                 arrays[f"{name}/act_c"][...] = scale_continuous(c_np)  # ML-Agents' action clipping
                 row["act_c"] = c_np
             rows = self.state_rows[name]
@@ -480,13 +481,13 @@ class PPOCollector:
             mem = self.memory.get(name)
             if trunc.any():
                 if final_state is None:
-                    final_state = torch.from_numpy(arrays["final_state"].reshape(self.E, -1).copy())
-                fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1)
+                    final_state = torch.from_numpy(arrays["final_state"].reshape(self.E, -1).copy()).to(L.device)
+                fin = torch.from_numpy(arrays[f"{name}/final_obs"]).reshape(self.E * L.spec.n_agents, -1).to(L.device)
                 v = L.values(fin, final_state, None if mem is None else mem[1])
-                boot = (L.gamma * v).view(self.E, L.spec.n_agents).numpy() * trunc
+                boot = (L.gamma * v).view(self.E, L.spec.n_agents).cpu().numpy() * trunc
             ended = term | trunc
             buffer.end_episodes(ended, boot)
-            keep = torch.from_numpy(~ended.reshape(-1, 1))
+            keep = torch.from_numpy(~ended.reshape(-1, 1)).to(L.device)
             if mem is not None:  # a new episode starts from a zero memory
                 self.memory[name] = (mem[0] * keep, mem[1] * keep)
             if self.opponent_hidden.get(name) is not None:
@@ -518,14 +519,14 @@ class PPOCollector:
                    for n, L in self.learners.items()):
                 break
         with torch.inference_mode():
-            state = torch.from_numpy(arrays["state"].reshape(self.E, -1).copy())
+            state = torch.from_numpy(arrays["state"].reshape(self.E, -1).copy()).to(next(iter(self.learners.values())).device)
             out = {}
             for n, L in self.learners.items():
                 mem = self.memory.get(n)
-                boot = L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1), state,
+                boot = L.values(torch.from_numpy(arrays[f"{n}/obs"]).reshape(self.E * L.spec.n_agents, -1).to(L.device), state,
                                 None if mem is None else mem[1])
                 out[n] = Rollout(self.buffers[n], self.state_rows[n], self.learning[n].copy(),
-                                 boot.view(self.E, L.spec.n_agents).numpy().copy())
+                                 boot.view(self.E, L.spec.n_agents).cpu().numpy().copy())
         return t * self.E, out, t_env
 
 

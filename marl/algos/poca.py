@@ -387,17 +387,17 @@ class POCACollector:
         for name, L in self.learners.items():
             b, buffer, A = L.spec, self.buffers[name], L.spec.n_agents
             obs_np = arrays[f"{name}/obs"]
-            obs = torch.from_numpy(obs_np).reshape(self.E * A, -1)
+            obs = torch.from_numpy(obs_np).reshape(self.E * A, -1).to(L.device)
             mask_np = arrays.get(f"{name}/mask")
-            mask = torch.from_numpy(mask_np).reshape(self.E * A, -1) if mask_np is not None else None
+            mask = torch.from_numpy(mask_np).reshape(self.E * A, -1).to(L.device) if mask_np is not None else None
             d, c, logp = L.actor.act(obs, L.ids, mask)
-            row = {"obs": obs_np, "logp": logp.view(self.E, A).numpy(), "present": arrays[f"{name}/alive"]}
+            row = {"obs": obs_np, "logp": logp.view(self.E, A).cpu().numpy(), "present": arrays[f"{name}/alive"]}
             if d is not None:
-                d_np = d.view(self.E, A, -1).numpy()
+                d_np = d.view(self.E, A, -1).cpu().numpy()
                 arrays[f"{name}/act_d"][...] = d_np
                 row["act_d"], row["mask"] = d_np, mask_np
             if c is not None:
-                c_np = c.view(self.E, A, -1).numpy()
+                c_np = c.view(self.E, A, -1).cpu().numpy()
                 arrays[f"{name}/act_c"][...] = scale_continuous(c_np)
                 row["act_c"] = c_np
             opp = self.opponents.get(name)
@@ -433,14 +433,14 @@ class POCACollector:
                 np.logical_or.at(group_alive, (slice(None), gl.of_slot), alive)
                 leaving = ended & group_alive[:, gl.of_slot]
                 if leaving.any():
-                    v = L.slot_values(torch.from_numpy(arrays[f"{name}/obs"].reshape(self.E, A, -1)),
-                                      torch.from_numpy(alive)).numpy()
+                    v = L.slot_values(torch.from_numpy(arrays[f"{name}/obs"].reshape(self.E, A, -1)).to(L.device),
+                                      torch.from_numpy(alive).to(L.device)).cpu().numpy()
                     boot = np.where(leaving, L.gamma * v, boot)
                 # a group cut by the time limit: V of its members' final observations
                 cut = trunc & ~leaving
                 if cut.any():
-                    v = L.slot_values(torch.from_numpy(arrays[f"{name}/final_obs"].reshape(self.E, A, -1)),
-                                      torch.from_numpy(trunc | was & ~term)).numpy()
+                    v = L.slot_values(torch.from_numpy(arrays[f"{name}/final_obs"].reshape(self.E, A, -1)).to(L.device),
+                                      torch.from_numpy(trunc | was & ~term).to(L.device)).cpu().numpy()
                     boot = np.where(cut, L.gamma * v, boot)
                 buffer.end_episodes(ended, boot)
             for e in finished:
@@ -472,8 +472,8 @@ class POCACollector:
         with torch.inference_mode():
             for n, L in self.learners.items():
                 A = L.spec.n_agents
-                v = L.slot_values(torch.from_numpy(arrays[f"{n}/obs"].reshape(self.E, A, -1)),
-                                  torch.from_numpy(arrays[f"{n}/alive"])).numpy()
+                v = L.slot_values(torch.from_numpy(arrays[f"{n}/obs"].reshape(self.E, A, -1)).to(L.device),
+                                  torch.from_numpy(arrays[f"{n}/alive"]).to(L.device)).cpu().numpy()
                 out[n] = POCARollout(self.buffers[n], self.learning[n].copy(), v.astype(np.float32))
         return t * self.E, out, t_env
 

@@ -188,7 +188,7 @@ def epsilon_greedy(q: torch.Tensor, mask: torch.Tensor | None, epsilon: float,
     if epsilon <= 0.0:
         return greedy
     rand = torch.multinomial(mask, 1, generator=generator).squeeze(-1)
-    pick = torch.rand(q.shape[0], generator=generator) < epsilon
+    pick = torch.rand(q.shape[0], generator=generator, device=q.device) < epsilon
     return torch.where(pick, rand, greedy)
 
 
@@ -408,8 +408,9 @@ class QActing:
         mask = arrays.get(f"{name}/mask")
         mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
         active = arrays[f"{name}/active"]
-        x = agent_inputs(torch.from_numpy(obs), torch.from_numpy(self.last_action) if self.hp.obs_last_action else None,
-                         self.ids).reshape(E * A, 1, -1).to(self.device)
+        x = agent_inputs(torch.from_numpy(obs).to(self.device),
+                         torch.from_numpy(self.last_action).to(self.device) if self.hp.obs_last_action else None,
+                         self.ids).reshape(E * A, 1, -1)
         q, self.hidden = self.agent(x, self.hidden)
         a = epsilon_greedy(q[:, 0].cpu(), torch.from_numpy(mask).reshape(E * A, -1), epsilon).view(E, A).numpy()
         a = np.where(active, a, 0)
