@@ -1,8 +1,9 @@
 """Execute match tasks in parallel and stream results back to a callback (usually ``store.record_match``).
 
-* :class:`LocalRunner` (default): ``workers`` spawned processes, one task in flight per worker. The parent
-  knows which task each worker holds, so a worker that dies (crash, OOM kill) loses only that match: it
-  is re-queued (up to ``max_retries`` times) and a replacement worker is started.
+* :class:`LocalRunner` (default): ``workers`` spawned processes, two tasks sent ahead to each worker. The parent
+  knows which tasks each worker holds, so a worker that dies (crash, OOM kill) loses only the match it was
+  playing: it is re-queued (up to ``max_retries`` times), the one waiting behind it goes back to the queue, and
+  a replacement worker is started.
 * :class:`RayRunner`: matches in batches, one Ray task per batch (``ray.remote(max_retries=...)``: Ray re-runs
   a task whose worker died); ``address=None`` starts a local Ray with ``workers`` CPUs, ``"auto"`` or
   ``"ray://host:10001"`` joins a cluster (whose nodes must have this package installed). Results stream back
@@ -124,6 +125,10 @@ class LocalRunner:
     stopping the workers; matches already delivered stay recorded.
     """
 
+    #: Tasks sent ahead to each worker: the next match waits in its queue while it plays one, so a busy parent
+    #: (a loaded machine) never leaves a worker idle between matches.
+    PREFETCH = 2
+
     def __init__(self, workers: int = 2, max_retries: int = 3):
         if workers < 1:
             raise LeagueError(f"runner.workers must be >= 1, got {workers}")
@@ -187,15 +192,15 @@ class LocalRunner:
         while len(self._procs) < self.workers:
             self._start(len(self._procs))
         procs, n = self._procs, self.workers
-        holding: dict[int, MatchTask | None] = {i: None for i in range(n)}
+        holding: dict[int, list[MatchTask]] = {i: [] for i in range(n)}  # sent to worker i, in its order
         attempts: dict[str, int] = {}
         pending = list(reversed(todo))  # stack; pop() gives tasks in order
         idle_deaths = [0]  # worker deaths without a task since the last finished match
 
         def feed(i: int) -> None:
-            if pending and holding[i] is None and procs[i].is_alive():
-                holding[i] = pending.pop()
-                self._inboxes[i].put(holding[i])
+            while pending and len(holding[i]) < self.PREFETCH and procs[i].is_alive():
+                holding[i].append(pending.pop())
+                self._inboxes[i].put(holding[i][-1])
 
         def retry(task: MatchTask, reason: str) -> None:
             attempts[task.uid] = attempts.get(task.uid, 0) + 1
@@ -207,8 +212,11 @@ class LocalRunner:
 
         def handle(msg) -> None:
             kind, wid = msg[0], msg[1]
-            task = holding.get(wid)
-            holding[wid] = None
+            uid = msg[2].uid if kind == "done" else msg[2]
+            held = holding.get(wid, [])
+            task = next((t for t in held if t.uid == uid), None)
+            if task is not None:
+                held.remove(task)
             if kind == "done":
                 on_result(msg[2])
                 stats.completed += 1
@@ -222,7 +230,7 @@ class LocalRunner:
         try:
             for i in range(n):
                 feed(i)
-            while pending or any(h is not None for h in holding.values()):
+            while pending or any(holding.values()):
                 try:
                     handle(self._outbox.get(timeout=0.2))
                 except queue.Empty:
@@ -235,10 +243,10 @@ class LocalRunner:
                             handle(self._outbox.get(timeout=0.05))
                         except queue.Empty:
                             break
-                    lost = holding[i]
-                    holding[i] = None
-                    if lost is not None:
-                        retry(lost, f"worker exited with code {procs[i].exitcode}")
+                    lost, holding[i] = holding[i], []
+                    if lost:  # the first was being played (a worker plays in order); the rest never started
+                        pending.extend(reversed(lost[1:]))
+                        retry(lost[0], f"worker exited with code {procs[i].exitcode}")
                     else:
                         idle_deaths[0] += 1
                         if idle_deaths[0] > 2 * n:
