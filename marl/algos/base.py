@@ -95,3 +95,29 @@ class Trainer:
             NotImplementedError: this trainer cannot host opponents.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot host self-play opponents")
+
+
+class ActorCriticTrainer(Trainer):
+    """A trainer with one learner per behavior (``self.learners[behavior]``: ``state_dict``,
+    ``load_state_dict``, ``actor``) and a collector that hosts opponents (``self.collector.set_opponents``):
+    the checkpoint, policy and self-play parts every actor-critic trainer (MAPPO/IPPO, MA-POCA) shares."""
+
+    learners: dict
+    collector: object
+
+    def state_dict(self, behavior: str) -> dict:
+        return self.learners[behavior].state_dict()
+
+    def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
+        self.learners[behavior].load_state_dict(state, weights_only)
+
+    def actor(self, behavior: str):
+        return self.learners[behavior].actor
+
+    def policy_state(self, behavior: str) -> dict:
+        """What the shared actor's loader (:func:`marl.algos.mappo.load_policy`) needs: ``{"actor": state_dict}``."""
+        return {"actor": self.learners[behavior].actor.state_dict()}
+
+    def set_opponents(self, behavior: str, slots, policy) -> None:
+        """Slots ``slots`` (bool ``[A]``) of ``behavior`` act with ``policy`` (sampled) and are not trained on."""
+        self.collector.set_opponents(behavior, slots, policy)

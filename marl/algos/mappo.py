@@ -42,7 +42,7 @@ from marl.checkpoint import spec_from_dict
 from marl.config import BehaviorSettings, NetworkSettings, PPOHyperparameters, RunConfig
 from marl.networks import Actor, Critic
 from marl.normalization import ValueNorm
-from marl.algos.base import Trainer
+from marl.algos.base import ActorCriticTrainer
 from marl.play import act_rows
 from marl.policy import Policy, scale_continuous
 
@@ -530,7 +530,7 @@ class PPOCollector:
         return t * self.E, out, t_env
 
 
-class PPOTrainer(Trainer):
+class PPOTrainer(ActorCriticTrainer):
     """MAPPO (``centralised=True``) or IPPO over all behaviors of an env.
 
     One call of :meth:`collect_and_train` collects at least ``buffer_size`` experiences for every
@@ -603,25 +603,6 @@ class PPOTrainer(Trainer):
             L.critic.load_state_dict(w["critic"])
             if L.value_norm is not None and w["value_norm"] is not None:
                 L.value_norm.load_state_dict(w["value_norm"])
-
-    # ------------------------------------------------------------------------------ state
-    def state_dict(self, behavior: str) -> dict:
-        return self.learners[behavior].state_dict()
-
-    def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
-        self.learners[behavior].load_state_dict(state, weights_only)
-
-    def actor(self, behavior: str) -> Actor:
-        return self.learners[behavior].actor
-
-    def policy_state(self, behavior: str) -> dict:
-        """What :func:`load_policy` needs: ``{"actor": state_dict}``."""
-        return {"actor": self.learners[behavior].actor.state_dict()}
-
-    def set_opponents(self, behavior: str, slots: np.ndarray, policy: Policy | None) -> None:
-        """Slots ``slots`` (bool ``[A]``) of ``behavior`` act with ``policy`` (sampled) and are not trained on;
-        the other slots act with the learner and are (``policy=None`` with no slots: all learn)."""
-        self.collector.set_opponents(behavior, slots, policy)
 
 
 # ------------------------------------------------------------------------------------ inference

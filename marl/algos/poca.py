@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.spec import BehaviorSpec, EnvSpec
-from marl.algos.base import Trainer
+from marl.algos.base import ActorCriticTrainer
 from marl.algos.mappo import decayed
 from marl.buffers import RolloutBuffer, compact_buffer, gae, merge_buffers
 from marl.config import BehaviorSettings, ConfigError, POCAHyperparameters, RunConfig
@@ -478,7 +478,7 @@ class POCACollector:
         return t * self.E, out, t_env
 
 
-class POCATrainer(Trainer):
+class POCATrainer(ActorCriticTrainer):
     """MA-POCA (``trainer_type: poca``) over all behaviors of an env (see the module docstring).
 
     Args:
@@ -538,18 +538,3 @@ class POCATrainer(Trainer):
         for n, w in weights.items():
             self.learners[n].actor.load_state_dict(w["actor"])
             self.learners[n].critic.load_state_dict(w["critic"])
-
-    def state_dict(self, behavior: str) -> dict:
-        return self.learners[behavior].state_dict()
-
-    def load_state_dict(self, behavior: str, state: dict, weights_only: bool = False) -> None:
-        self.learners[behavior].load_state_dict(state, weights_only)
-
-    def actor(self, behavior: str) -> Actor:
-        return self.learners[behavior].actor
-
-    def policy_state(self, behavior: str) -> dict:
-        return {"actor": self.learners[behavior].actor.state_dict()}
-
-    def set_opponents(self, behavior: str, slots: np.ndarray, policy: Policy | None) -> None:
-        self.collector.set_opponents(behavior, slots, policy)
