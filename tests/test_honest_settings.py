@@ -257,12 +257,12 @@ def test_unsupported_mlagents_values_are_refused_in_one_line(tmp_path, where, va
 def test_self_play_refused_on_trainers_without_it(trainer):
     data = {"behaviors": {"A": {"trainer_type": trainer, "self_play": {"window": 5}}}}
     with pytest.raises(ConfigError, match=rf"^x\.yaml: behaviors\.A\.self_play: trainer_type {trainer} does not "
-                                          r"support self-play; use ippo/mappo"):
+                                          r"support self-play; use ippo/mappo/poca/ppo"):
         parse_config(data, "x.yaml")
     data = {"default_settings": {"trainer_type": trainer, "self_play": {}}}
     with pytest.raises(ConfigError, match=r"default_settings\.self_play: trainer_type"):
         parse_config(data, "x.yaml")
-    assert {n for n, a in registry.ALGORITHMS.items() if a.self_play} == {"mappo", "ippo"}
+    assert {n for n, a in registry.ALGORITHMS.items() if a.self_play} == {"mappo", "ippo", "poca"}
 
 
 def test_accepted_values_that_match_what_we_do():
