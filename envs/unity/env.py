@@ -262,9 +262,10 @@ class _UnityEnvironment(UnityEnvironment):
         super()._close(timeout)
         atexit.unregister(self._close)
 
-    def kill(self) -> None:
-        """Close the server and kill the player at once (it is dead, hung or must go after an error),
-        without mlagents' "timed out shutting down" warning; never raises."""
+    def kill(self, grace: float = 0.0) -> None:
+        """Close the server (the player is told the trainer closed) and give the player ``grace``
+        seconds to quit before it is killed; no mlagents "timed out shutting down" warning (a run's
+        error stays one line); never raises."""
         self._loaded = False
         try:
             self._communicator.close()
@@ -272,6 +273,10 @@ class _UnityEnvironment(UnityEnvironment):
             pass
         process, self._process = getattr(self, "_process", None), None
         if process is not None:
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
             try:
                 process.kill()
                 process.wait(timeout=CLOSE_WAIT_S)
@@ -735,10 +740,7 @@ class UnityParallelEnv(ParallelEnv):
     def close(self) -> None:
         """Close the connection and stop the player (QUIT; killed after ``CLOSE_WAIT_S`` seconds)."""
         if self._unity is not None:
-            try:
-                self._unity._close(min(self.timeout_wait, CLOSE_WAIT_S))
-            except Exception:  # pragma: no cover - closing a dead player
-                self._close_unity()
+            self._unity.kill(grace=min(self.timeout_wait, CLOSE_WAIT_S))
             self._unity = None
 
     def render(self) -> None:
