@@ -19,7 +19,8 @@ from typing import Any, Sequence
 from envs.unity.errors import UnityEnvError, UnityPlayerDied
 from envs.unity.parameters import Curriculum
 
-__all__ = ["Curriculum", "UnityEnvError", "UnityPlayerDied", "make_unity_env", "unity_factory", "unity_spec"]
+__all__ = ["Curriculum", "UnityArrayEnvFactory", "UnityEnvError", "UnityPlayerDied", "make_unity_env", "unity_factory",
+           "unity_spec"]
 
 DISCOVERY_STEPS = 16
 """Steps the spec probe plays (first allowed action of every deciding agent) to see the scene's
