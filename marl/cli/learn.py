@@ -165,9 +165,18 @@ def _restore_signals(previous: dict | None) -> None:
         signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one ``[WARNING] ...`` line (Python's default adds the source file and line)."""
+    return f"[WARNING] {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import warnings
+
+    if not getattr(args, "debug", False):
+        warnings.formatwarning = _one_line_warning
     from rich.console import Console
 
     console = Console(stderr=False)
