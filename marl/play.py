@@ -189,10 +189,18 @@ def play_episodes(make_env: Callable[[int], ArrayEnv], seating: Seating | Callab
         results: list[EpisodeResult] = []
         agents = {b.name: b.agents for b in spec.behaviors}
 
+        traj = {b.name: arrays[f"{b.name}/traj_id"].copy() for b in spec.behaviors if f"{b.name}/traj_id" in arrays}
         while (played < quota).any():
             live = played < quota
             for b in spec.behaviors:
                 name = b.name
+                if name in traj:  # a slot now holding another agent (Unity respawn): its memory starts afresh
+                    moved = arrays[f"{name}/traj_id"] != traj[name]
+                    if moved.any():
+                        for (bname, _), store in hidden.items():
+                            if bname == name and store is not None:
+                                store[moved] = 0
+                        traj[name] = arrays[f"{name}/traj_id"].copy()
                 active = arrays[f"{name}/active"] & live[:, None]
                 for policy, slot_mask in groups[name]:
                     rows = active & slot_mask[None, :]

@@ -394,6 +394,7 @@ class PPOCollector:
         self.opponents: dict[str, tuple[np.ndarray, Policy | None]] = {}
         self.memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # recurrent: (actor, critic) memory [E*A, M]
         self.opponent_hidden: dict[str, np.ndarray | None] = {}  # a recurrent opponent's memory [E, A, ...]
+        self.traj: dict[str, np.ndarray] = {}  # last seen trajectory id per slot (recurrent memory resets)
         for name, L in learners.items():
             spec = L.spec
             fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32))}
@@ -430,6 +431,14 @@ class PPOCollector:
             mask = torch.from_numpy(mask_np).reshape(self.E * b.n_agents, -1).to(L.device) if mask_np is not None else None
             active = arrays[f"{name}/active"]
             if L.memory_size:  # memory policies: one LSTM step for actor and critic, memories move on for deciders
+                tid = arrays.get(f"{name}/traj_id")
+                if tid is not None:  # a slot that now holds another agent (a Unity respawn) starts from zero memory
+                    last = self.traj.setdefault(name, tid.copy())
+                    fresh = torch.from_numpy((tid != last).reshape(-1, 1)).to(L.device)
+                    if fresh.any():
+                        keep = (~fresh).float()
+                        self.memory[name] = (self.memory[name][0] * keep, self.memory[name][1] * keep)
+                    self.traj[name] = tid.copy()
                 mem_a, mem_c = self.memory[name]
                 d, c, logp, new_a = L.actor.act_recurrent(obs, L.ids, mask, mem_a)
                 v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"]).reshape(self.E, -1).to(L.device)),
