@@ -207,8 +207,12 @@ class MCTSPolicy(Policy):
             bot = self._bots.get(str(game))
             if bot is None:
                 rs = np.random.RandomState(self.seed % (2**32))
-                bot = mcts.MCTSBot(game, self.uct_c, self.simulations, mcts.RandomRolloutEvaluator(self.rollouts, rs),
-                                   random_state=rs, solve=self.solve)
+                try:
+                    bot = mcts.MCTSBot(game, self.uct_c, self.simulations,
+                                       mcts.RandomRolloutEvaluator(self.rollouts, rs), random_state=rs, solve=self.solve)
+                except ValueError as exc:  # OpenSpiel's MCTS takes sequential-move games only
+                    raise PolicyError(f"{self.name}: OpenSpiel's MCTS cannot play '{game.get_type().short_name}' "
+                                      f"({exc}); use a trained policy or random") from None
                 self._bots[str(game)] = bot
             out[i, 0] = int(bot.step(state))
         return out, None, None

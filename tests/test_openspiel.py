@@ -340,3 +340,14 @@ def test_the_extras_envs_build_and_reset(env_id, kwargs):
     env.reset(seed=0)
     assert len(env.possible_agents) >= 2
     env.close()
+
+
+def test_mcts_refuses_simultaneous_move_games_in_one_line():
+    import pytest
+
+    from envs.adapter import ArrayEnv
+    from marl.play import play_episodes
+    from marl.policy import MCTSPolicy, PolicyError
+
+    with pytest.raises(PolicyError, match="OpenSpiel's MCTS cannot play 'goofspiel'"):
+        play_episodes(lambda _c: ArrayEnv("openspiel:goofspiel"), {"player": MCTSPolicy(5)}, 1, copies=1)
