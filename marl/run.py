@@ -190,10 +190,6 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         # busy 2-core machine every op paid milliseconds of OpenMP spin-waiting).
         torch.set_num_threads(1)
     use_ray = es.ray or es.ray_address is not None
-    if use_ray:
-        from marl.ray_runners import check_ray_config
-
-        check_ray_config(cfg)
     ray_timing = (0.0, 0.0)
     env_id, factory = env_factory(cfg, run_dir)
     probe = factory(0, None)
@@ -241,7 +237,12 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     if use_ray:  # env runners as Ray actors (marl/ray_runners.py); the learner stays here
         from marl.ray_runners import RayRunners
 
-        runners = RayRunners(cfg, spec, factory, es.num_envs, areas, seed)
+        runners = RayRunners(cfg, spec, factory, es.num_envs, areas, seed, trainer=trainer)
+        try:  # the runners take the lessons' values with each collect, as a local VecEnv takes them
+            curriculum = _curriculum(cfg, status, runners, resume=ck.resume)
+        except BaseException:
+            runners.close()
+            raise
     else:
         venv = VecEnv(factory, spec, es.num_envs, areas, seed=seed)
         try:
@@ -279,6 +280,8 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                     n, batch, t_wait, episodes = runners.collect(trainer.weights(), step, trainer.merge)
                     for ep in episodes:
                         reporter.add_episode(ep)
+                        if curriculum is not None:
+                            curriculum.add_episode(ep)
                     t_learn = time.perf_counter()
                     logs = trainer.learn(step, n, batch)
                     ray_timing = (ray_timing[0] + t_wait, ray_timing[1] + time.perf_counter() - t_learn)

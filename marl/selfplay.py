@@ -21,6 +21,12 @@ behavior that has a ``self_play`` block (all step counts are *env steps*, our un
 * **Team change.** Every ``team_change`` steps the learning team moves on to the next team
   (round robin) and a new opponent is drawn. The change takes effect at the next rollout (a
   rollout's experience always belongs to one team); swaps take effect at the next env step.
+* **Env runners** (``marl-learn --ray``, :mod:`marl.ray_runners`). The driver's ghost keeps all of the
+  above: before a rollout it draws the opponents of every swap that can fall inside it
+  (:meth:`BehaviorGhost.plan_rollout`, swaps at the vector steps a local run with all the copies
+  would make them), each runner's ghost plays that plan and scores its games
+  (:meth:`BehaviorGhost.follow`), and the driver's ghost updates Elo from every game and commits the
+  swaps reached (:meth:`BehaviorGhost.settle_rollout`).
 * **Elo.** After each finished episode the learner's rating ``R`` and the opponent's ``R_o`` move
   by ``K (S - E)`` and ``-K (S - E)`` with ``E = 1 / (1 + 10^((R_o - R) / 400))`` and ``S`` = 1 / 0.5
   / 0 for win / draw / loss. Logged as ``Self-play/ELO``, saved in the checkpoint and in
@@ -197,6 +203,8 @@ class BehaviorGhost:
         self.lineage: deque[str] = deque(maxlen=PFSP_ANCHORS)  # the learner's newest league players (PFSP anchors)
         self._win_rates: dict[str, float] = {}  # league player -> pooled P[learner beats it] (league payoff)
         self._refreshed = -math.inf
+        self._planned: tuple | None = None  # driver: the opponents drawn for the rollout on env runners
+        self._following: dict | None = None  # env runner: the plan being played
         self._set_learning_mask()
 
     # ---------------------------------------------------------------------------- bookkeeping
@@ -305,20 +313,19 @@ class BehaviorGhost:
         the latest policy with probability ``play_against_latest_model_ratio``, else a window snapshot
         (uniform, or PFSP from the league's payoff matrix with ``league.pfsp_from_league``)."""
         self.last_swap = int(step)
-        self.opponent_is_random = self.s.random_opponent_ratio > 0 and self.rng.uniform() < self.s.random_opponent_ratio
-        if self.opponent_is_random:  # our addition: a uniform-random player, fixed at initial_elo
-            self.opponent = Snapshot({}, float(self.s.initial_elo), int(step))
-            self.opponent_is_latest = False
-            self._install_opponent()
-            return
-        if self.rng.uniform() < self.s.play_against_latest_model_ratio or not self.snapshots:
-            self.opponent = Snapshot(self._actor_state(), self.elo, int(step))
-            self.opponent_is_latest = True
-        else:
-            self.opponent = self._window_pick()
-            self.opponent_is_latest = False
-        self.opponent_policy = self._policy_of(self.opponent)
+        self.opponent, self.opponent_is_latest, self.opponent_is_random = self._draw(step)
+        if not self.opponent_is_random:
+            self.opponent_policy = self._policy_of(self.opponent)
         self._install_opponent()
+
+    def _draw(self, step: int, latest: dict | None = None) -> tuple[Snapshot, bool, bool]:
+        """One opponent draw: ``(snapshot, is the latest policy, is the random player)``. ``latest``: the
+        learning actor's state to freeze as "the latest policy" (default: copied now)."""
+        if self.s.random_opponent_ratio > 0 and self.rng.uniform() < self.s.random_opponent_ratio:
+            return Snapshot({}, float(self.s.initial_elo), int(step)), False, True  # our addition, fixed at initial_elo
+        if self.rng.uniform() < self.s.play_against_latest_model_ratio or not self.snapshots:
+            return Snapshot(self._actor_state() if latest is None else latest, self.elo, int(step)), True, False
+        return self._window_pick(), False, False
 
     def change_team(self, step: int) -> None:
         """Make the next team the learning team (round robin) and draw a new opponent."""
@@ -361,13 +368,18 @@ class BehaviorGhost:
             self.opponent.elo = new_opp
         self.games += 1
 
-    def after_step(self, arrays: dict[str, np.ndarray], finished: list, step: int) -> None:
-        """After one vector step: Elo for finished episodes, then a due swap."""
+    def _scores(self, arrays: dict[str, np.ndarray], finished: list):
+        """``(copy, score S)`` of each game of this behavior that ended in the last vector step."""
         for e, stats in finished:
             returns = stats.returns.get(self.spec.name)
             if returns is None or np.isnan(returns).all():
                 continue
-            self.record_game(self.episode_result(arrays, e, returns))
+            yield int(e), self.episode_result(arrays, e, returns)
+
+    def after_step(self, arrays: dict[str, np.ndarray], finished: list, step: int) -> None:
+        """After one vector step: Elo for finished episodes, then a due swap."""
+        for _, result in self._scores(arrays, finished):
+            self.record_game(result)
         if step - self.last_swap >= self.s.swap_steps:
             self.swap(step)
 
@@ -376,6 +388,127 @@ class BehaviorGhost:
         if step - self.last_save >= self.s.save_steps:
             self.save_snapshot(step)
         return {ELO_TAG: self.elo}
+
+    # ---------------------------------------------------------------------------- env runners (marl/ray_runners.py)
+    # A rollout collected by env runners is split in three: the driver's ghost draws the rollout's
+    # opponents (plan_rollout), each runner's ghost plays them and scores its games (follow,
+    # follow_step, followed), the driver's ghost updates Elo and commits the swaps (settle_rollout).
+    def plan_rollout(self, step: int, copies: int, horizon: int) -> dict:
+        """Driver side, after :meth:`begin_rollout`: draw the opponent of every swap that can fall in the rollout.
+
+        A swap is due after vector step ``t`` (0-based) when ``step + (t + 1) * copies`` is
+        ``swap_steps`` past the previous swap: the rule of :meth:`after_step` in one process holding
+        all ``copies`` env copies, so every runner swaps at the same vector step. Draws for swaps the
+        rollout does not reach are discarded by :meth:`settle_rollout` (they only advance the sampler).
+
+        Args:
+            step: env steps before the rollout.
+            copies: env copies over all runners (``num_envs * num_areas``).
+            horizon: the most vector steps one runner takes in a rollout (its buffer's rows).
+
+        Returns:
+            the plan :meth:`follow` reads (picklable): ``{"team": learning team, "actors": [actor state
+            (CPU tensors, as a snapshot's ``trainer``) or None for the random player], "opponents": [index
+            into actors, per entry], "swaps": [(t, entry), ...]}``; entry 0 is the current opponent. Each
+            distinct actor is listed once.
+        """
+        entries = [(self.opponent, self.opponent_is_latest, self.opponent_is_random)]
+        swaps, at = [], []
+        last, latest = self.last_swap, None
+        for t in range(max(0, int(horizon))):
+            s = step + (t + 1) * copies
+            if s - last >= self.s.swap_steps:
+                if latest is None:
+                    latest = self._actor_state()  # the weights do not change during a rollout
+                last = s
+                entries.append(self._draw(s, latest))
+                swaps.append((t, len(entries) - 1))
+                at.append(s)
+        actors, index, opponents = [], {}, []
+        for snap, _, is_random in entries:
+            key = None if is_random else id(snap.actor)
+            if key not in index:
+                index[key] = len(actors)
+                actors.append(None if is_random else snap.actor)
+            opponents.append(index[key])
+        self._planned = (entries, swaps, at)
+        return {"team": self.learning_team, "actors": actors, "opponents": opponents, "swaps": swaps}
+
+    def follow(self, plan: dict) -> None:
+        """Runner side: play ``plan`` (:meth:`plan_rollout` of the driver's ghost) in the next collect: its
+        learning team, its first opponent, then its swaps (:meth:`follow_step`)."""
+        policies = [self.random_policy if a is None else self._policy_of(Snapshot(a, self.elo, 0)) for a in plan["actors"]]
+        self._following = {"plan": plan, "policies": policies, "t": 0, "next": 0, "games": []}
+        self._play_entry(0)
+        self.learning_team = int(plan["team"]) % len(self.teams)
+        self._set_learning_mask()  # installs the opponent
+
+    def _play_entry(self, k: int) -> None:
+        f = self._following
+        a = f["plan"]["opponents"][k]
+        f["entry"] = k
+        self.opponent_is_random = f["plan"]["actors"][a] is None
+        if not self.opponent_is_random:
+            self.opponent_policy = f["policies"][a]
+
+    def follow_step(self, arrays: dict[str, np.ndarray], finished: list) -> None:
+        """Runner side, after each vector step: score the games that ended (against the entry being
+        played), then make a planned swap."""
+        f = self._following
+        t = f["t"]
+        for e, result in self._scores(arrays, finished):
+            f["games"].append((t, e, result, f["entry"]))
+        swaps, moved = f["plan"]["swaps"], False
+        while f["next"] < len(swaps) and swaps[f["next"]][0] <= t:
+            self._play_entry(swaps[f["next"]][1])
+            f["next"] += 1
+            moved = True
+        if moved:
+            self._install_opponent()
+        f["t"] = t + 1
+
+    def followed(self) -> tuple[int, list[tuple[int, int, float, int]]]:
+        """Runner side, after the collect: ``(vector steps taken, [(t, copy, score S, plan entry), ...])``."""
+        f = self._following
+        return f["t"], list(f["games"])
+
+    def settle_rollout(self, reports: list[tuple[int, list]]) -> None:
+        """Driver side, after the runners returned: Elo from every reported game, in the order the games
+        would have ended in one process (vector step, then runner, then copy), and the swaps reached.
+
+        A "latest policy" opponent gets the learner's rating when its swap is reached, as in :meth:`swap`.
+
+        Args:
+            reports: :meth:`followed` of each runner whose fragment arrived (a lost runner's games are lost
+                with its fragment).
+        """
+        entries, swaps, at = self._planned
+        self._planned = None
+        rows = max((int(r[0]) for r in reports), default=0)
+        games = sorted((int(t), i, int(e), float(s), int(k)) for i, (_, gs) in enumerate(reports) for t, e, s, k in gs)
+        current, g = 0, 0
+
+        def record(game) -> None:
+            self.opponent = entries[game[4]][0]
+            self.record_game(game[3])
+
+        for (t, k), s in zip(swaps, at):
+            if t >= rows:
+                break
+            while g < len(games) and games[g][0] <= t:  # games of step t ended before its swap
+                record(games[g])
+                g += 1
+            current = k
+            if entries[k][1]:
+                entries[k][0].elo = self.elo
+            self.last_swap = s
+        for game in games[g:]:
+            record(game)
+        snap, self.opponent_is_latest, self.opponent_is_random = entries[current]
+        if current != 0 and not self.opponent_is_random:
+            self.opponent_policy = self._policy_of(snap)
+        self.opponent = snap
+        self._install_opponent()
 
     # ---------------------------------------------------------------------------- persistence
     def state(self) -> dict:
@@ -530,6 +663,51 @@ class GhostTrainer(Trainer):
             logs.setdefault(name, {}).update(g.end_rollout(step + steps))
         return steps, logs
 
+    # --- env runners (marl/ray_runners.py): the driver plans and settles, each runner follows the plan ---
+    def plan_rollout(self, step: int, copies: int, horizon: int) -> dict[str, dict]:
+        """Driver: :meth:`BehaviorGhost.begin_rollout` then :meth:`BehaviorGhost.plan_rollout` per behavior
+        (``{behavior: plan}``, sent to every runner in one object-store put)."""
+        self.begin_rollout(step)
+        return {name: g.plan_rollout(step, copies, horizon) for name, g in self.ghosts.items()}
+
+    def collect_planned(self, venv, step: int, plans: dict[str, dict], on_episode=None):
+        """Env runner: :meth:`Trainer.collect` playing the driver's ``plans``; returns ``(env steps, batch,
+        seconds on env steps, {behavior: (vector steps, games)})`` (:meth:`BehaviorGhost.followed`)."""
+        for name, g in self.ghosts.items():
+            g.follow(plans[name])
+
+        def on_step(arrays, finished, env_step):
+            for g in self.ghosts.values():
+                g.follow_step(arrays, finished)
+
+        steps, batch, t_env = self.inner.collect(venv, step, on_episode, on_step)
+        return steps, batch, t_env, {name: g.followed() for name, g in self.ghosts.items()}
+
+    def settle_rollout(self, reports: list[dict]) -> None:
+        """Driver: :meth:`BehaviorGhost.settle_rollout` with the reports of the runners that returned."""
+        for name, g in self.ghosts.items():
+            g.settle_rollout([r[name] for r in reports])
+
+    def learn(self, step: int, steps: int, batch) -> dict[str, dict[str, float]]:
+        """Driver (env runners): the wrapped trainer's update, then :meth:`BehaviorGhost.end_rollout` per
+        behavior (snapshots, ``Self-play/ELO``), as :meth:`collect_and_train` does after a local rollout."""
+        logs = self.inner.learn(step, steps, batch)
+        for name, g in self.ghosts.items():
+            logs.setdefault(name, {}).update(g.end_rollout(step + steps))
+        return logs
+
+    def merge(self, batches: list):
+        return self.inner.merge(batches)
+
+    def compact(self, batch):
+        return self.inner.compact(batch)
+
+    def weights(self) -> dict:
+        return self.inner.weights()
+
+    def load_weights(self, weights: dict) -> None:
+        self.inner.load_weights(weights)
+
     def state_dict(self, behavior: str) -> dict:
         return self.inner.state_dict(behavior)
 
@@ -552,8 +730,11 @@ class GhostTrainer(Trainer):
         return self.inner.actor(behavior)
 
 
-def wrap_self_play(trainer: Trainer, spec: EnvSpec, cfg) -> Trainer:
+def wrap_self_play(trainer: Trainer, spec: EnvSpec, cfg, runner: int | None = None) -> Trainer:
     """``trainer`` wrapped in :class:`GhostTrainer` when a behavior has ``self_play``; else ``trainer``.
+
+    ``runner``: the index of the env runner this copy collects for (:mod:`marl.ray_runners`): its
+    ghosts only follow the driver's plans, write no snapshot files and seed their random player apart.
 
     Raises:
         ConfigError: self-play for a trainer type whose registry entry does not support it, or a
@@ -572,10 +753,10 @@ def wrap_self_play(trainer: Trainer, spec: EnvSpec, cfg) -> Trainer:
         if not registry.get(s.trainer_type).self_play:
             raise ConfigError(f"behaviors.{b.name}.self_play: trainer_type {s.trainer_type} does not support self-play "
                               f"(use one of: {', '.join(n for n, a in registry.ALGORITHMS.items() if a.self_play)})")
-        if link is None and cfg.league is not None:
+        if link is None and cfg.league is not None and runner is None:
             link = open_snapshot_sink(cfg)
-        folder = Path(ck.results_dir) / ck.run_id / b.name / "snapshots"
-        sub_seed = None if seed < 0 else seed * 7919 + len(ghosts)
+        folder = Path(ck.results_dir) / ck.run_id / b.name / "snapshots" if runner is None else None
+        sub_seed = None if seed < 0 else seed * 7919 + len(ghosts) + (0 if runner is None else 104729 * (runner + 1))
         ghosts[b.name] = BehaviorGhost(trainer, b, s.self_play, s.trainer_type, s.network_settings.model_dump(),
                                        spec.turn_based, spec.env_id, spec.state_shape, folder, sub_seed, link=link)
     return GhostTrainer(trainer, ghosts) if ghosts else trainer
