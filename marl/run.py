@@ -90,7 +90,8 @@ class _CurriculumLink:
     """Drives ``environment_parameters`` curricula (ML-Agents' lessons) from training statistics.
 
     Each finished episode reports its behavior's mean per-agent return (``measure: reward``);
-    each rollout reports ``step / max_steps`` (``measure: progress``). When a lesson advances the
+    each rollout reports ``step / max_steps`` (``measure: progress``) and, for a self-play behavior,
+    the learning policy's current Elo (``measure: Elo``, as ML-Agents). When a lesson advances the
     new values go to every env copy (Unity's EnvironmentParameters side channel) between
     rollouts, the copies are reset if the lesson says ``require_reset``, and the lesson numbers
     are kept in ``training_status.json`` so ``--resume`` continues from them. TensorBoard:
@@ -114,9 +115,13 @@ class _CurriculumLink:
             if r.size and self.cur.update(b, float(r.mean()), "reward"):
                 self.changed, self.reset = True, self.reset or self.cur.must_reset
 
-    def after_rollout(self, step: int) -> dict[str, dict[str, float]]:
+    def after_rollout(self, step: int, elo: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+        """Feed progress (and ``elo``: behavior -> current self-play Elo) to the lessons; apply a change."""
         for b in self.cfg.behaviors:
             if self.cur.update(b, step / self.cfg.behavior_settings(b).max_steps, "progress"):
+                self.changed, self.reset = True, self.reset or self.cur.must_reset
+        for b, value in (elo or {}).items():
+            if value is not None and self.cur.update(b, float(value), "Elo"):
                 self.changed, self.reset = True, self.reset or self.cur.must_reset
         if self.changed:
             self.venv.set_environment_parameters(self.cur.values())
@@ -134,6 +139,22 @@ def _curriculum(cfg: RunConfig, status: TrainingStatus, venv: VecEnv, resume: bo
     if not any(hasattr(v, "curriculum") for v in params.values()):
         return None
     return _CurriculumLink(cfg, status, venv, resume)
+
+
+def check_curricula(cfg: RunConfig) -> None:
+    """Refuse, before anything starts, a lesson measured by Elo on a behavior without self-play.
+
+    Raises:
+        ConfigError: one line naming the ``completion_criteria.measure`` key.
+    """
+    for key, p in (cfg.environment_parameters or {}).items():
+        for i, lesson in enumerate(getattr(p, "curriculum", None) or []):
+            cc = lesson.completion_criteria
+            if cc is not None and cc.measure == "Elo" and (cc.behavior not in cfg.behaviors
+                                                            or cfg.behavior_settings(cc.behavior).self_play is None):
+                raise ConfigError(f"environment_parameters.{key}.curriculum[{i}].completion_criteria.measure: Elo needs "
+                                  f"self_play on behavior '{cc.behavior}' (Elo exists only in self-play); use reward "
+                                  "or progress")
 
 
 def _exporter(console=None):
@@ -189,6 +210,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         # as several and never fights the env workers for cores (profiled: with 2 threads on a
         # busy 2-core machine every op paid milliseconds of OpenMP spin-waiting).
         torch.set_num_threads(1)
+    check_curricula(cfg)
     use_ray = es.ray or es.ray_address is not None
     ray_timing = (0.0, 0.0)
     env_id, factory = env_factory(cfg, run_dir)
@@ -290,7 +312,9 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                         reporter.add_episode(s), curriculum.add_episode(s) if curriculum else None))
                 step += n
                 if curriculum is not None:
-                    for b, scalars in curriculum.after_rollout(step).items():
+                    elo = {b: trainer.extra_state(b).get("elo") for b in spec.names
+                           if cfg.behavior_settings(b).self_play is not None}
+                    for b, scalars in curriculum.after_rollout(step, elo).items():
                         reporter.add_scalars(b, scalars)
                 for b, scalars in logs.items():
                     reporter.add_scalars(b, scalars)

@@ -206,3 +206,41 @@ def test_critic_update_in_a_second_thread_gives_the_serial_result(tmp_path, monk
     for net in ("actor", "critic"):
         for k, v in ser[net].items():
             assert torch.equal(par[net][k], v), (net, k)
+
+
+def test_an_elo_lesson_needs_self_play_and_advances_with_the_learners_elo(tmp_path):
+    from marl.config import ConfigError
+    from marl.run import _CurriculumLink, check_curricula
+
+    data = coordination_config(tmp_path, max_steps=1600)
+    data["environment_parameters"] = {"reward_scale": {"curriculum": [
+        {"name": "easy", "value": 1.0, "completion_criteria": {"behavior": "agent", "measure": "Elo", "threshold": 1300}},
+        {"name": "scaled", "value": 100.0}]}}
+    with pytest.raises(ConfigError, match=r"environment_parameters.reward_scale.curriculum\[0\].completion_criteria"
+                                          r".measure: Elo needs self_play on behavior 'agent'"):
+        run(data)  # refused before any env process starts
+
+    class Status:
+        data: dict = {}
+
+        def save(self):
+            pass
+
+    class Venv:
+        sent: list = []
+
+        def set_environment_parameters(self, values):
+            self.sent.append(dict(values))
+
+        def reset(self):
+            pass
+
+    data["behaviors"]["agent"]["self_play"] = {"save_steps": 1000}
+    cfg = cfg_of(data)
+    check_curricula(cfg)  # accepted with self-play
+    link = _CurriculumLink(cfg, Status(), Venv(), resume=False)
+    link.after_rollout(800, {"agent": 1250.0})
+    assert Venv.sent == []
+    scalars = link.after_rollout(1600, {"agent": 1301.0})
+    assert Venv.sent == [{"reward_scale": 100.0}]
+    assert scalars["agent"]["Environment/Lesson Number/reward_scale"] == 1.0

@@ -194,3 +194,14 @@ def test_action_and_observation_spaces_for_every_action_kind():
     env._to_action("B", (np.array([2, 1]), np.array([0.5, 7.0])), d, c, 1)
     np.testing.assert_array_equal(d, [[0, 0], [2, 1]])
     np.testing.assert_allclose(c, [[0, 0], [0.5, 1.0]])
+
+
+def test_curriculum_advances_on_elo_as_it_comes():
+    cur = Curriculum({"opp": {"curriculum": [
+        {"name": "easy", "value": 0.0, "completion_criteria": {"behavior": "SoccerTwos", "measure": "Elo",
+                                                              "threshold": 1250.0, "signal_smoothing": True}},
+        {"name": "hard", "value": 1.0}]}})
+    assert not cur.update("SoccerTwos", 5000.0, measure="reward")  # another measure: no effect
+    assert not cur.update("SoccerTwos", 1249.0, measure="Elo")
+    assert cur.update("SoccerTwos", 1251.0, measure="Elo")  # compared as it comes, no smoothing
+    assert cur.values() == {"opp": 1.0}

@@ -167,9 +167,9 @@ class Curriculum:
 
         Args:
             behavior: behavior name (as in ``completion_criteria.behavior``).
-            measure_value: an episode's cumulative reward (``measure="reward"``) or the training
-                progress in [0, 1] (``measure="progress"``).
-            measure: ``"reward"`` or ``"progress"``.
+            measure_value: an episode's cumulative reward (``measure="reward"``), the training
+                progress in [0, 1] (``measure="progress"``) or the self-play Elo (``measure="Elo"``).
+            measure: ``"reward"``, ``"progress"`` or ``"Elo"`` (the last two are compared as they come).
         """
         self.must_reset = False
         if measure == "reward" and behavior in self._buffers:
@@ -185,7 +185,7 @@ class Curriculum:
             buf = self._buffers[behavior]
             if len(buf) < max(1, int(cc.get("min_lesson_length", 0))) and measure == "reward":
                 continue
-            if measure == "progress":
+            if measure in ("progress", "Elo"):
                 value = float(measure_value)
             else:
                 value = float(sum(buf) / len(buf))
