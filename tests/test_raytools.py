@@ -109,7 +109,7 @@ def ray_cleanup():
 @ray.remote(num_cpus=1)
 def _where() -> tuple[str, str]:
     ctx = ray.get_runtime_context()
-    return ctx.get_node_id(), ray.util.get_node_ip_address()
+    return ctx.get_node_id(), ray.util.get_node_ip_address(), os.nice(0)
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -123,7 +123,9 @@ def test_local_instance_is_on_loopback_and_torn_down_after_an_exception(ray_clea
             assert session.address.startswith("127.0.0.1:")
             nodes = [n for n in ray.nodes() if n["Alive"]]
             assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
-            assert ray.get(_where.remote(), timeout=60)[1] == "127.0.0.1"
+            where = ray.get(_where.remote(), timeout=60)
+            assert where[1] == "127.0.0.1"
+            assert where[2] == 0  # workers compete as local workers do (Ray's default niceness is 15)
             procs = _ray_processes()
             assert any(b"raylet" in _cmdline(p) for p in procs), "no raylet found below this process"
             ray_cleanup |= procs
