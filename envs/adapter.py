@@ -28,7 +28,7 @@ decision until the last one left), reported by :meth:`ArrayEnv.step` in the step
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -194,14 +194,15 @@ def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, s
         behaviors.append(BehaviorSpec(name, tuple(agents), layout.shape, action, tuple(team_of(a) for a in agents),
                                       sensors))
     state_shape: tuple[int, ...] | None = None
+    has_state = True
     try:
         state_shape = tuple(np.asarray(env.state()).shape)
     except (NotImplementedError, AttributeError, TypeError, ValueError):  # no state(), or a non-callable attribute
         # (pettingzoo.classic.rps_v2 keeps a dict named ``state``): use the observations concatenated
-        pass
+        has_state = False
     if not state_shape:
         state_shape = (sum(b.n_agents * b.obs_size for b in behaviors),)
-    return EnvSpec(env_id, tuple(behaviors), state_shape, turn_based=isinstance(env, AECEnv))
+    return EnvSpec(env_id, tuple(behaviors), state_shape, turn_based=isinstance(env, AECEnv), state_is_obs=not has_state)
 
 
 def _is_unity(env) -> bool:
@@ -260,6 +261,8 @@ class ArrayEnv:
             self.env.state()
         except (NotImplementedError, AttributeError, TypeError, ValueError):
             self._has_state = False
+        if not self._has_state and not self.spec.state_is_obs:  # a given spec (Unity): say what state holds
+            self.spec = replace(self.spec, state_is_obs=True)
         # env.state() that is by definition the observations concatenated: take them from ``obs``
         self._state_from_obs = not supersuit and _state_is_obs_concat(self.env)
         from envs.spec import array_layout

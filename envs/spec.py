@@ -87,12 +87,16 @@ class EnvSpec:
         state_shape: shape of the global state (``env.state()``, else the concatenation of all
             agents' flattened observations, zeros for absent agents).
         turn_based: True for AEC games (one agent acts per env step).
+        state_is_obs: True when the env has no ``state()`` and the state is every agent's observation
+            concatenated (behavior blocks ``[n_agents, obs_size]`` in ``behaviors`` order, see
+            :attr:`state_parts`); set by :class:`envs.adapter.ArrayEnv`, which writes it.
     """
 
     env_id: str
     behaviors: tuple[BehaviorSpec, ...]
     state_shape: tuple[int, ...]
     turn_based: bool = False
+    state_is_obs: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def behavior(self, name: str) -> BehaviorSpec:
@@ -104,6 +108,15 @@ class EnvSpec:
     @property
     def names(self) -> list[str]:
         return [b.name for b in self.behaviors]
+
+    @property
+    def state_parts(self) -> tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] | None:
+        """Where each agent's sensors sit in the state: ``(n_agents, sensor shapes)`` per behavior, in
+        state order, when :attr:`state_is_obs`; None for an ``env.state()`` (MAPPO's critic encodes the
+        images of such a state per agent, ``marl.networks.StateEncoder``)."""
+        if not self.state_is_obs:
+            return None
+        return tuple((b.n_agents, b.sensors) for b in self.behaviors)
 
 
 def array_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -14,6 +14,9 @@ ML-Agents' visual encoders (``network_settings.vis_encode_type``; ML-Agents
 minimum (simple 20, nature_cnn 36, resnet 15, match3 5 pixels; ML-Agents raises instead) is
 flattened into the MLP with a one-line warning. Agents with several sensors get one encoder per
 sensor (:class:`ObservationEncoder`: images through the visual encoder, vectors as they are).
+MAPPO's critic on a state that is every agent's observation concatenated (no ``env.state()``: Unity)
+encodes each agent's part the same way when it holds an image (:class:`StateEncoder`), so no raw
+pixels reach its dense layers.
 """
 from __future__ import annotations
 
@@ -151,24 +154,88 @@ def _image_ok(shape: tuple[int, ...], net: NetworkSettings, warn: bool = True) -
 
 
 def make_encoder(obs_shape: tuple[int, ...] | None, net: NetworkSettings,
-                 sensors: tuple[tuple[int, ...], ...] | None = None) -> nn.Module | None:
+                 sensors: tuple[tuple[int, ...], ...] | None = None, warn: bool = True) -> nn.Module | None:
     """The observation encoder, or None when the dense layers take the flat observation as it is.
 
     * one ``[C, H, W]`` sensor: its :class:`VisualEncoder` (``hidden_units`` features);
     * several sensors with at least one image: an :class:`ObservationEncoder`;
-    * otherwise (vectors only, or images below the encoder's minimum, which warn): None.
+    * otherwise (vectors only, or images below the encoder's minimum, which warn unless ``warn`` is
+      False): None.
 
     Every returned module has ``out_size``.
     """
     if sensors is not None and len(sensors) > 1:
         if not any(_image_ok(tuple(s), net, warn=False) for s in sensors):
             for s in sensors:
-                _image_ok(tuple(s), net)  # the warning for small images
+                _image_ok(tuple(s), net, warn)  # the warning for small images
             return None
         return ObservationEncoder(tuple(tuple(s) for s in sensors), net)
-    if obs_shape is None or not _image_ok(tuple(obs_shape), net):
+    if obs_shape is None or not _image_ok(tuple(obs_shape), net, warn):
         return None
     return VisualEncoder(tuple(obs_shape), net.vis_encode_type, net.hidden_units)
+
+
+StateParts = tuple[tuple[int, tuple[tuple[int, ...], ...]], ...]
+"""Layout of a global state that is every agent's observation concatenated: per behavior, in state order,
+``(n_agents, sensor shapes)`` (each agent's observation = its sensors flattened and concatenated)."""
+
+
+class StateEncoder(nn.Module):
+    """MAPPO's critic encoder for a global state made of every agent's observation (no ``env.state()``:
+    Unity players, PettingZoo envs without one) when some sensor is an image.
+
+    In the spirit of ML-Agents' POCA critic and of the MAPPO paper's agent-specific global state, each
+    agent's observation goes through the per-sensor encoder of its behavior (:func:`make_encoder`:
+    images through the ``vis_encode_type`` CNN, vectors as they are), one encoder shared by the agents
+    of a behavior; the encodings are concatenated in state order. A behavior without an image the
+    encoder takes passes through as it is.
+
+    Args:
+        parts: the state layout (:data:`StateParts`), e.g. ``((4, ((3, 12, 20), (16,))),)``.
+        net: the critic's network settings (``vis_encode_type``, ``hidden_units``).
+
+    Input: float32 ``[B, sum(n_agents * obs_size)]`` (behavior blocks ``[n_agents, obs_size]`` flattened,
+    in ``parts`` order). Output: float32 ``[B, out_size]``, ``out_size = sum(n_agents * encoding size)``.
+
+    Raises:
+        ValueError: an empty layout or an unknown ``vis_encode_type``.
+    """
+
+    def __init__(self, parts: StateParts, net: NetworkSettings):
+        super().__init__()
+        if not parts:
+            raise ValueError("StateEncoder: empty state layout")
+        self.blocks: list[tuple[int, int]] = []  # (n_agents, obs_size) per behavior
+        encs: list[nn.Module] = []
+        self.out_size = 0
+        for n, sensors in parts:
+            sensors = tuple(tuple(int(x) for x in s) for s in sensors)
+            size = sum(int(torch.Size(s).numel()) for s in sensors)
+            enc = make_encoder(sensors[0], net, sensors if len(sensors) > 1 else None, warn=False)
+            encs.append(enc if enc is not None else nn.Identity())
+            self.blocks.append((int(n), size))
+            self.out_size += int(n) * (enc.out_size if enc is not None else size)
+        self.encoders = nn.ModuleList(encs)
+        self.sizes = [n * size for n, size in self.blocks]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        out = []
+        for (n, size), enc, part in zip(self.blocks, self.encoders, torch.split(x, self.sizes, dim=1)):
+            out.append(part if isinstance(enc, nn.Identity) else enc(part.reshape(b * n, size)).reshape(b, -1))
+        return torch.cat(out, -1)
+
+
+def make_state_encoder(parts: StateParts | None, net: NetworkSettings) -> StateEncoder | None:
+    """A :class:`StateEncoder` when the state is observations concatenated (``parts`` given) and some
+    behavior has an image sensor that ``net.vis_encode_type`` takes; else None (the critic reads the flat
+    state, as it always has: vector-only states and real ``env.state()`` keep their networks). Images
+    below the encoder's minimum are flattened without a warning here (the actor's encoder warns)."""
+    if not parts:
+        return None
+    if not any(_image_ok(tuple(s), net, warn=False) for _, sensors in parts for s in sensors):
+        return None
+    return StateEncoder(parts, net)
 
 
 def mlp(in_size: int, net: NetworkSettings) -> nn.Sequential:
@@ -350,37 +417,54 @@ class Critic(nn.Module):
     agent-specific global state, Yu et al. 2022 §4). IPPO: ``x`` is the agent's own observation.
 
     Inputs ``x`` float32 ``[B, in_size]``, ``agent_id`` float32 ``[B, n_agents]``; output ``[B]``.
-    ``in_shape``: the shape of ``x``; a ``[C, H, W]`` image (IPPO's critic on image observations)
-    gets its own :class:`VisualEncoder`.
+    ``in_shape`` / ``sensors``: the shape of ``x`` and its sensors; an image (IPPO's critic on image
+    observations) gets its own encoder (:func:`make_encoder`). ``state_parts``: MAPPO's state when it is
+    every agent's observation concatenated (:data:`StateParts`); with an image sensor in it, each agent's
+    part goes through a :class:`StateEncoder` first. The first dense layer then takes the encodings
+    (``encoder.out_size``) plus the id instead of ``in_size`` raw inputs.
+
+    ``encoded=True`` (every method): ``x`` is already :meth:`encode` d, float32 ``[B, encoding size]``
+    (MAPPO encodes one state once for all the agents that share it).
     """
 
     def __init__(self, in_size: int, n_agents: int, net: NetworkSettings, in_shape: tuple[int, ...] | None = None,
-                 sensors: tuple[tuple[int, ...], ...] | None = None):
+                 sensors: tuple[tuple[int, ...], ...] | None = None, state_parts: StateParts | None = None):
         super().__init__()
         self.n_agents = n_agents
-        self.encoder = make_encoder(in_shape, net, sensors)
+        if state_parts:
+            self.encoder = make_state_encoder(state_parts, net)
+            if self.encoder is not None and sum(n * s for n, s in self.encoder.blocks) != in_size:
+                raise ValueError(f"Critic: state layout {state_parts} does not add up to the state size {in_size}")
+        else:
+            self.encoder = make_encoder(in_shape, net, sensors)
         self.body = mlp((self.encoder.out_size if self.encoder is not None else in_size) + n_agents, net)
         self.memory_size = net.memory.memory_size if net.memory is not None else 0
         self.lstm = make_lstm(net)
         self.v = _init(nn.Linear(self.memory_size // 2 if self.lstm is not None else net.hidden_units, 1), 1.0)
 
-    def features(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
-        if self.encoder is not None:
-            x = self.encoder(x)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_size]`` -> ``[B, encoding size]`` (the identity without an encoder)."""
+        return self.encoder(x) if self.encoder is not None else x
+
+    def features(self, x: torch.Tensor, agent_id: torch.Tensor, encoded: bool = False) -> torch.Tensor:
+        if not encoded:
+            x = self.encode(x)
         return self.body(torch.cat([x, agent_id], -1) if self.n_agents else x)
 
-    def forward(self, x: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
-        return self.v(self.features(x, agent_id)).squeeze(-1)
+    def forward(self, x: torch.Tensor, agent_id: torch.Tensor, encoded: bool = False) -> torch.Tensor:
+        return self.v(self.features(x, agent_id, encoded)).squeeze(-1)
 
-    def step(self, x: torch.Tensor, agent_id: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, x: torch.Tensor, agent_id: torch.Tensor, memory: torch.Tensor,
+             encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of a recurrent critic: ``(V [B], new memory [B, memory_size])``."""
-        h, memory = lstm_step(self.lstm, self.features(x, agent_id), memory)
+        h, memory = lstm_step(self.lstm, self.features(x, agent_id, encoded), memory)
         return self.v(h).squeeze(-1), memory
 
-    def sequences(self, x: torch.Tensor, agent_id: torch.Tensor, memory0: torch.Tensor) -> torch.Tensor:
+    def sequences(self, x: torch.Tensor, agent_id: torch.Tensor, memory0: torch.Tensor,
+                  encoded: bool = False) -> torch.Tensor:
         """V float32 ``[N, L]`` of recorded sequences ``x [N, L, in]`` from their first step's memory ``[N, M]``."""
         N, L = x.shape[:2]
-        h = self.features(x.reshape(N * L, -1), agent_id.reshape(N * L, -1)).reshape(N, L, -1)
+        h = self.features(x.reshape(N * L, -1), agent_id.reshape(N * L, -1), encoded).reshape(N, L, -1)
         return self.v(lstm_sequence(self.lstm, h, memory0)).squeeze(-1)
 
 

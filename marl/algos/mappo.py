@@ -10,7 +10,9 @@ Choices, each as in the official MAPPO code unless noted:
 
 * one actor per behavior shared by its agents, agent id as a one-hot input (parameter sharing);
 * MAPPO's critic sees the global state (``env.state()``, else all observations concatenated)
-  plus the agent id; IPPO's critic sees the agent's observation plus its id;
+  plus the agent id; IPPO's critic sees the agent's observation plus its id. A state of observations
+  with image sensors is encoded per agent first (:class:`marl.networks.StateEncoder`, in the spirit
+  of ML-Agents' POCA critic): no raw camera pixels in the critic's dense layers;
 * GAE(gamma, lambda) per agent over its own decisions (:func:`marl.buffers.gae`); truncated
   episodes bootstrap from ``V(final state)``, terminated ones do not;
 * value normalisation (:class:`marl.normalization.ValueNorm`), updated once per rollout with
@@ -110,10 +112,14 @@ class PPOLearner:
         centralised: True = MAPPO critic on the global state, False = IPPO critic on observations.
         n_envs: env copies ``E`` (buffer width).
         device: torch device.
+        spec_env_id: the env id (whether the actor takes agent ids, :func:`uses_agent_id`).
+        state_parts: where each agent's sensors sit in the state when it is observations concatenated
+            (:attr:`envs.spec.EnvSpec.state_parts`); with an image sensor there, MAPPO's critic encodes
+            each agent's part (:class:`marl.networks.StateEncoder`). None: the flat state.
     """
 
     def __init__(self, spec: BehaviorSpec, state_size: int, settings: BehaviorSettings, centralised: bool,
-                 n_envs: int, device: torch.device, spec_env_id: str = ""):
+                 n_envs: int, device: torch.device, spec_env_id: str = "", state_parts=None):
         self.spec, self.settings, self.centralised, self.device = spec, settings, centralised, device
         self.hp: PPOHyperparameters = settings.hp
         self.gamma = settings.reward_signals.extrinsic.gamma
@@ -121,8 +127,9 @@ class PPOLearner:
         A, net = spec.n_agents, settings.network_settings
         self.n_ids = A if uses_agent_id(net, spec_env_id) else 0  # one-hot id width (0 = no id input)
         self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape, spec.sensors).to(device)
-        self.critic = Critic(state_size if centralised else spec.obs_size, self.n_ids, net,
-                             None if centralised else spec.obs_shape, None if centralised else spec.sensors).to(device)
+        self._critic_args = (state_size if centralised else spec.obs_size, self.n_ids, net,
+                             None if centralised else spec.obs_shape, None if centralised else spec.sensors)
+        self.critic = Critic(*self._critic_args, state_parts=state_parts if centralised else None).to(device)
         self.value_norm = ValueNorm().to(device) if self.hp.use_value_norm else None
         self.actor_opt = _adam(self.actor.parameters(), self.hp.learning_rate, self.hp.adam_eps)
         self.critic_opt = _adam(self.critic.parameters(), self.hp.critic_learning_rate or self.hp.learning_rate,
@@ -138,16 +145,18 @@ class PPOLearner:
 
     # ------------------------------------------------------------------------------ acting
     def critic_input(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """``[E*A, in]``: the state repeated per agent (MAPPO) or each agent's observation (IPPO)."""
+        """The critic's *encoded* input float32 ``[E*A, encoding]`` (call the critic with ``encoded=True``):
+        MAPPO: each state ``[E, S]`` encoded once (:meth:`marl.networks.Critic.encode`, the identity for a
+        flat state) and repeated per agent; IPPO: each agent's observation ``[E*A, obs]`` encoded."""
         if self.centralised:
-            return state.repeat_interleave(self.spec.n_agents, 0)
-        return obs
+            return self.critic.encode(state).repeat_interleave(self.spec.n_agents, 0)
+        return self.critic.encode(obs)
 
     def values(self, obs: torch.Tensor, state: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         """Denormalised ``V`` float32 ``[E*A]`` for observations ``[E*A, obs]`` and states ``[E, S]``
         (a recurrent critic: from its memory ``[E*A, memory_size]``)."""
         x = self.critic_input(obs, state)
-        v = self.critic(x, self.ids) if memory is None else self.critic.step(x, self.ids, memory)[0]
+        v = self.critic(x, self.ids, encoded=True) if memory is None else self.critic.step(x, self.ids, memory, encoded=True)[0]
         return self.value_norm.denormalize(v) if self.value_norm is not None else v
 
     @torch.no_grad()
@@ -163,13 +172,21 @@ class PPOLearner:
         t, e, a = valid.nonzero(as_tuple=True)
         if t.numel() == 0:
             return values
-        if self.centralised:
+        step = max(int(self.hp.batch_size), 1)
+        encoded = False
+        if self.centralised and self.critic.encoder is not None:
+            # an encoded state (images through a CNN): encode each (t, e) state once, not once per agent
+            rows, inv = torch.unique(t * states.shape[1] + e, return_inverse=True)
+            flat = states.reshape(-1, states.shape[-1])
+            x = torch.cat([self.critic.encode(flat[rows[i:i + step]]) for i in range(0, rows.numel(), step)])[inv]
+            encoded = True
+        elif self.centralised:
             x = states[t, e]
         else:
             x = buf["obs"][t, e, a].reshape(t.numel(), -1)
         ids = F.one_hot(a, self.spec.n_agents).float()[:, : self.n_ids]
-        step = max(int(self.hp.batch_size), 1)
-        values[t, e, a] = torch.cat([self.critic(x[i:i + step], ids[i:i + step]) for i in range(0, t.numel(), step)])
+        values[t, e, a] = torch.cat([self.critic(x[i:i + step], ids[i:i + step], encoded)
+                                     for i in range(0, t.numel(), step)])
         return values
 
     # ------------------------------------------------------------------------------ update
@@ -322,9 +339,20 @@ class PPOLearner:
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
                 "value_norm": None if self.value_norm is None else self.value_norm.state_dict()}
 
+    def fit_critic(self, critic_state: dict) -> None:
+        """Match the critic to saved weights: a MAPPO critic saved before the per-agent state encoder
+        (raw pixels of every agent in its first dense layer, no ``encoder.*`` weights) is rebuilt flat,
+        as it was trained, with a new optimiser; otherwise nothing changes."""
+        if self.critic.encoder is None or any(k.startswith("encoder.") for k in critic_state):
+            return
+        self.critic = Critic(*self._critic_args).to(self.device)
+        self.critic_opt = _adam(self.critic.parameters(), self.hp.critic_learning_rate or self.hp.learning_rate,
+                                self.hp.adam_eps)
+
     def load_state_dict(self, state: dict, weights_only: bool = False) -> None:
         """Restore; ``weights_only`` (``--initialize-from``) loads networks but not optimisers."""
         self.actor.load_state_dict(state["actor"])
+        self.fit_critic(state["critic"])
         self.critic.load_state_dict(state["critic"])
         if self.value_norm is not None and state.get("value_norm") is not None:
             self.value_norm.load_state_dict(state["value_norm"])
@@ -442,7 +470,7 @@ class PPOCollector:
                 mem_a, mem_c = self.memory[name]
                 d, c, logp, new_a = L.actor.act_recurrent(obs, L.ids, mask, mem_a)
                 v, new_c = L.critic.step(L.critic_input(obs, torch.from_numpy(arrays["state"]).reshape(self.E, -1).to(L.device)),
-                                         L.ids, mem_c)
+                                         L.ids, mem_c, encoded=True)
                 row = {"obs": obs_np, "logp": logp.view(self.E, b.n_agents).cpu().numpy(),
                        "mem_a": mem_a.view(self.E, b.n_agents, -1).cpu().numpy(),
                        "mem_c": mem_c.view(self.E, b.n_agents, -1).cpu().numpy(),
@@ -561,7 +589,8 @@ class PPOTrainer(ActorCriticTrainer):
         state_size = int(np.prod(spec.state_shape))
         for b in spec.behaviors:
             s = cfg.behavior_settings(b.name)
-            self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device, spec.env_id)
+            self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device, spec.env_id,
+                                               spec.state_parts)
         self.collector = PPOCollector(self.learners, n_envs)
         self.timing = (0.0, 0.0)  # seconds waiting on env steps, seconds in updates (run_logs/timers.json)
 
@@ -609,6 +638,7 @@ class PPOTrainer(ActorCriticTrainer):
         for n, w in weights.items():
             L = self.learners[n]
             L.actor.load_state_dict(w["actor"])
+            L.fit_critic(w["critic"])
             L.critic.load_state_dict(w["critic"])
             if L.value_norm is not None and w["value_norm"] is not None:
                 L.value_norm.load_state_dict(w["value_norm"])
