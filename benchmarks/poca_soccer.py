@@ -8,7 +8,7 @@ then ``trainer_type: mappo`` (both with self-play), back to back, and prints:
 * speed: whole-training env steps/s of each (collection + updates; the attention critic's cost);
 * Elo: ``Self-play/ELO`` at the first summary, its maximum and its last value (TensorBoard events);
 * POCA against MAPPO: ``--games`` games (half on each team, actions sampled as Unity samples them by
-  default) with ``marl.evaluate_vs.play_games``; score = (wins + draws / 2) / games with a 95%
+  default, no touch reward: goals decide) with ``marl.evaluate_vs.play_games``; score = (wins + draws / 2) / games with a 95%
   normal-approximation interval over the per-game scores (1, 0.5, 0).
 """
 from __future__ import annotations
@@ -49,6 +49,7 @@ def head_to_head(poca_run: Path, mappo_run: Path, games: int, seed: int) -> tupl
     from marl.inference import load_policy
 
     env_id, kwargs, extra = _env_for(poca_run, None)
+    kwargs = {**kwargs, "ball_touch": 0.0}  # goals decide the games, not touches
 
     def make_env(copy: int) -> ArrayEnv:
         return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"),
