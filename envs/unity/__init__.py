@@ -170,7 +170,7 @@ def unity_spec(env, env_id: str, agent_slots: dict[str, int] | None = None, step
         sensors = layout.sensors if len(layout.sensors) > 1 else ()
         behaviors.append(BehaviorSpec(name, tuple(labels), layout.shape, action, tuple(slot_teams), sensors))
     state = sum(b.n_agents * int(np.prod(b.obs_shape)) for b in behaviors)
-    return EnvSpec(env_id, tuple(behaviors), (state,))
+    return EnvSpec(env_id, tuple(behaviors), (state,), state_is_obs=True)  # a player has no state(): observations
 
 
 class UnityArrayEnvFactory:
