@@ -140,6 +140,30 @@ def test_soccer_visual_mappo_trains_with_a_cnn_in_the_critic(one_thread):
     assert first_loss > 0 and last_loss > 0
 
 
+def test_the_critic_encodes_each_state_once_per_minibatch(one_thread):
+    # both agents decide at every step: 2 experiences per state; the critic's minibatches keep them together
+    hp = {"buffer_size": 256, "batch_size": 64, "num_epoch": 2}
+    _, factory, spec, trainer = _trainer("test_sensors:factory", {"size": 20}, {"hidden_units": 16},
+                                         behavior="agent", hp=hp)
+    L = trainer.learners["agent"]
+    cnn = L.critic.encoder.encoders[0].encoders[0]
+    seen = []
+    cnn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    venv = VecEnv(factory, spec, 1, 2, seed=1)
+    try:
+        steps, batch, _ = trainer.collect(venv, 0)
+    finally:
+        venv.close()
+    n = int(batch["agent"].buffer.tensors(torch.device("cpu"))["valid"].sum())
+    assert n == 256 and seen and all(k == 2 * 2 for k in seen)  # bootstraps: 2 copies' states, once each
+    seen.clear()
+    logs = trainer.learn(0, steps, batch)
+    assert math.isfinite(logs["agent"]["Losses/Value Loss"])
+    # 128 states x 2 agents' images for the rollout's values, then 2 epochs x 4 minibatches of 32 states x 2
+    # images (per experience, it would be 64 samples x 2 images per minibatch)
+    assert sum(seen) == 128 * 2 + 2 * 4 * 32 * 2, seen
+
+
 def test_recurrent_critic_on_images_steps_and_trains_on_sequences(one_thread):
     hp = {"buffer_size": 128, "batch_size": 64, "num_epoch": 1}
     _, factory, spec, trainer = _trainer("test_sensors:factory", {"size": 20}, {

@@ -219,7 +219,15 @@ class PPOLearner:
         mask = buf["mask"][idx] if "mask" in buf else None
         act_d = buf["act_d"][idx] if "act_d" in buf else None
         act_c = buf["act_c"][idx] if "act_c" in buf else None
-        if self.centralised:
+        # a critic that encodes the state's images (StateEncoder), feed-forward: its minibatches hold the
+        # experiences of whole states (the agents deciding at one (t, e)) and each state is encoded once
+        # per minibatch, as ML-Agents' POCA critic encodes a group's observations once per group step
+        grouped = self.centralised and not recurrent and self.critic.encoder is not None
+        if grouped:
+            flat_states = states.reshape(-1, states.shape[-1])  # [T*E, S]
+            state_of = idx[0] * states.shape[1] + idx[1]  # [n]: row of each experience's state
+            critic_x = None
+        elif self.centralised:
             critic_x = states[idx[0], idx[1]]
         else:
             critic_x = obs
@@ -262,6 +270,13 @@ class PPOLearner:
         # depend on how the two halves are scheduled)
         minibatches = [mb for _ in range(hp.num_epoch) for mb in torch.randperm(units, device=self.device).split(batch)
                        if mb.numel() == batch]
+        critic_minibatches = minibatches
+        if grouped:  # as many minibatches of the same size, states in random order, each state's experiences together
+            states_used, state_rank = torch.unique(state_of, return_inverse=True)
+            critic_minibatches = []
+            for _ in range(hp.num_epoch):
+                order = torch.argsort(torch.randperm(states_used.numel(), device=self.device)[state_rank])
+                critic_minibatches += [mb for mb in order.split(batch) if mb.numel() == batch]
 
         def actor_epochs() -> torch.Tensor:
             """Clipped surrogate + entropy bonus over every minibatch; returns summed (policy loss, entropy)."""
@@ -293,11 +308,15 @@ class PPOLearner:
         def critic_epochs() -> torch.Tensor:
             """Clipped (Huber) value loss over every minibatch; returns the summed value loss."""
             total = torch.zeros((), device=self.device)
-            for mb in minibatches:
+            for mb in critic_minibatches:
                 if recurrent:
                     q, pm = seq, pad[mb]
                     v = self.critic.sequences(q["critic_x"][mb], q["ids"][mb], q["mem_c"][mb])[pm]
                     ov, tg = q["old_v"][mb][pm], q["target"][mb][pm]
+                elif grouped:
+                    rows, inv = torch.unique(state_of[mb], return_inverse=True)
+                    v = self.critic(self.critic.encode(flat_states[rows])[inv], ids[mb], encoded=True)
+                    ov, tg = old_v[mb], target[mb]
                 else:
                     v, ov, tg = self.critic(critic_x[mb], ids[mb]), old_v[mb], target[mb]
                 v_clip = ov + torch.clamp(v - ov, -eps, eps)
