@@ -244,3 +244,21 @@ def test_an_elo_lesson_needs_self_play_and_advances_with_the_learners_elo(tmp_pa
     scalars = link.after_rollout(1600, {"agent": 1301.0})
     assert Venv.sent == [{"reward_scale": 100.0}]
     assert scalars["agent"]["Environment/Lesson Number/reward_scale"] == 1.0
+
+
+def test_large_observations_gathered_per_minibatch_train_exactly_as_copied_ones(tmp_path, monkeypatch):
+    """Image-sized observations are gathered from the rollout buffer minibatch by minibatch (no copy of the
+    whole rollout); the weights after training must equal those of the eager copy."""
+    import marl.algos.mappo as mappo
+
+    monkeypatch.setattr(mappo, "_update_pool", lambda: None)
+    for trainer_type in ("ippo", "mappo"):
+        run(coordination_config(tmp_path, run_id=f"eager-{trainer_type}", max_steps=1600, trainer_type=trainer_type))
+        with monkeypatch.context() as m:
+            m.setattr(mappo, "LAZY_OBS_FLOATS", 0)  # every observation "large"
+            run(coordination_config(tmp_path, run_id=f"lazy-{trainer_type}", max_steps=1600, trainer_type=trainer_type))
+        eager = load_checkpoint(tmp_path / f"eager-{trainer_type}" / "agent" / "checkpoint.pt")["trainer"]
+        lazy = load_checkpoint(tmp_path / f"lazy-{trainer_type}" / "agent" / "checkpoint.pt")["trainer"]
+        for net in ("actor", "critic"):
+            for k, v in eager[net].items():
+                assert torch.allclose(lazy[net][k], v, atol=1e-6), (trainer_type, net, k)
