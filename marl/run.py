@@ -141,6 +141,28 @@ def _curriculum(cfg: RunConfig, status: TrainingStatus, venv: VecEnv, resume: bo
     return _CurriculumLink(cfg, status, venv, resume)
 
 
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the OS after an update (glibc ``malloc_trim``; no-op elsewhere).
+
+    An update's transient tensors (minibatch gathers, activations kept for backward, the critic thread's
+    own malloc arena) are freed into glibc's heap, which keeps them: measured on cooperative_pong
+    (images, ``buffer_size`` 2048) the trainer stayed at its update peak between updates without this."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def check_curricula(cfg: RunConfig) -> None:
     """Refuse, before anything starts, a lesson measured by Elo on a behavior without self-play.
 
@@ -311,6 +333,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                     n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: (
                         reporter.add_episode(s), curriculum.add_episode(s) if curriculum else None))
                 step += n
+                release_free_memory()
                 if curriculum is not None:
                     elo = {b: trainer.extra_state(b).get("elo") for b in spec.names
                            if cfg.behavior_settings(b).self_play is not None}
