@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     import yaml
 
-    from envs.adapter import ArrayEnv
     from league.ratings import compute_ratings
     from league.records import Game
-    from marl.evaluate_vs import _env_for, make_opponent, play_games
+    from marl.evaluate_vs import env_maker, make_opponent, play_games
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
@@ -40,14 +39,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     run = Path(a.run_dir)
-    env_id, kwargs, extra = _env_for(run, None)
-    for kv in a.env_kwarg:
-        k, _, v = kv.partition("=")
-        kwargs = {**kwargs, k: yaml.safe_load(v)}
-
-    def make_env(copy: int) -> ArrayEnv:
-        return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"),
-                        image_layout=extra.get("image_layout", "auto"))
+    overrides = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in a.env_kwarg)}
+    _, make_env = env_maker(run, overrides=overrides)
 
     players: dict[str, str] = {}
     for f in sorted((run / a.behavior).glob(f"{a.behavior}-*.pt"), key=lambda f: int(re.findall(r"\d+", f.stem)[-1])):

@@ -44,16 +44,10 @@ def train_one(data: dict, algo: str, seed: int, steps: int, results: str) -> tup
 
 def head_to_head(poca_run: Path, mappo_run: Path, games: int, seed: int) -> tuple[int, int, int]:
     """W/D/L of the POCA run's final policy against the MAPPO run's, both sampling their actions."""
-    from envs.adapter import ArrayEnv
-    from marl.evaluate_vs import _env_for, make_opponent, play_games
+    from marl.evaluate_vs import env_maker, make_opponent, play_games
     from marl.inference import load_policy
 
-    env_id, kwargs, extra = _env_for(poca_run, None)
-    kwargs = {**kwargs, "ball_touch": 0.0}  # goals decide the games, not touches
-
-    def make_env(copy: int) -> ArrayEnv:
-        return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"),
-                        image_layout=extra.get("image_layout", "auto"))
+    _, make_env = env_maker(poca_run, overrides={"ball_touch": 0.0})  # goals decide the games, not touches
 
     policy = load_policy(poca_run, BEHAVIOR)
     opponent = make_opponent(str(mappo_run), seed + 1000)

@@ -230,6 +230,24 @@ def _env_for(policy_path: Path, env_id: str | None) -> tuple[str, dict, dict]:
     return env_id, kwargs, extra
 
 
+def env_maker(policy_path: Path, env_id: str | None = None, overrides: dict | None = None
+              ) -> tuple[str, Callable[[int], ArrayEnv]]:
+    """``(env id, make_env(copy) -> ArrayEnv)`` for playing ``policy_path`` with its run's env settings
+    (:func:`_env_for`); ``overrides`` replaces some ``env_kwargs`` (e.g. ``{"ball_touch": 0.0}``).
+
+    Raises:
+        EvaluationError: the env cannot be told (see :func:`_env_for`).
+    """
+    env_id, kwargs, extra = _env_for(Path(policy_path), env_id)
+    kwargs = {**kwargs, **(overrides or {})}
+
+    def make_env(copy: int) -> ArrayEnv:
+        return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"),
+                        image_layout=extra.get("image_layout", "auto"))
+
+    return env_id, make_env
+
+
 def load_checkpoint_env(path: Path) -> str | None:
     """The ``env_id`` recorded in a checkpoint."""
     from marl.checkpoint import load_checkpoint
@@ -258,12 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.policy)
         if not path.exists():
             raise EvaluationError(f"{path}: no such policy file or run folder")
-        env_id, kwargs, extra = _env_for(path, args.env)
+        env_id, make_env = env_maker(path, args.env)
         torch.manual_seed(args.seed)
-
-        def make_env(copy: int) -> ArrayEnv:
-            return ArrayEnv(env_id, kwargs, behavior_map=extra.get("behavior_map"), supersuit=extra.get("supersuit"),
-                            image_layout=extra.get("image_layout", "auto"))
 
         probe = make_env(0)
         names = probe.spec.names

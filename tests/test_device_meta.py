@@ -200,9 +200,8 @@ def _config(tmp_path, algo: str) -> dict:
     return cfg
 
 
-def _collect_on_cpu(tmp_path, algo: str):
-    from envs.vector import VecEnv
-    from marl.algos.factory import make_trainer
+def _env(tmp_path, algo: str):
+    """``(config, env factory, spec, env copies)`` of the small run ``algo``."""
     from marl.config import parse_config
     from marl.run import env_factory
 
@@ -211,7 +210,14 @@ def _collect_on_cpu(tmp_path, algo: str):
     probe = factory(0, None)
     spec = probe.spec
     probe.close()
-    n = cfg.env_settings.num_areas
+    return cfg, factory, spec, cfg.env_settings.num_areas
+
+
+def _collect_on_cpu(tmp_path, algo: str):
+    from envs.vector import VecEnv
+    from marl.algos.factory import make_trainer
+
+    cfg, factory, spec, n = _env(tmp_path, algo)
     torch.manual_seed(0)
     trainer = make_trainer(spec, cfg, n, CPU)
     venv = VecEnv(factory, spec, 1, n, seed=0)
@@ -254,15 +260,8 @@ def test_one_update_with_every_tensor_on_meta(tmp_path, shadow_meta, algo):
 def test_acting_with_the_learner_on_meta(tmp_path, shadow_meta, algo):
     from envs.vector import VecEnv
     from marl.algos.factory import make_trainer
-    from marl.config import parse_config
-    from marl.run import env_factory
 
-    cfg = parse_config(copy.deepcopy(_config(tmp_path, algo)), "meta.yaml")
-    _, factory = env_factory(cfg)
-    probe = factory(0, None)
-    spec = probe.spec
-    probe.close()
-    n = cfg.env_settings.num_areas
+    cfg, factory, spec, n = _env(tmp_path, algo)
     venv = VecEnv(factory, spec, 1, n, seed=0)
     try:
         with shadow_meta:
