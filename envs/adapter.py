@@ -192,7 +192,7 @@ def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, s
                                "spaces; give them different behaviors in env_settings.behavior_map")
         sensors = layout.sensors if len(layout.sensors) > 1 else ()
         behaviors.append(BehaviorSpec(name, tuple(agents), layout.shape, action, tuple(team_of(a) for a in agents),
-                                      sensors))
+                                      sensors, _obs_dtype(env.observation_space(agents[0]), layout)))
     state_shape: tuple[int, ...] | None = None
     has_state = True
     try:
@@ -203,6 +203,16 @@ def build_spec(env_id: str, env: AECEnv | ParallelEnv, behavior_map: dict[str, s
     if not state_shape:
         state_shape = (sum(b.n_agents * b.obs_size for b in behaviors),)
     return EnvSpec(env_id, tuple(behaviors), state_shape, turn_based=isinstance(env, AECEnv), state_is_obs=not has_state)
+
+
+def _obs_dtype(space: spaces.Space, layout: ObsLayout) -> str:
+    """``"uint8"`` when the observation is one ``Box(0, 255, uint8)`` (a PettingZoo frame, also after
+    SuperSuit's ``atari_preprocessing``): it is stored as given and scaled to [0, 1] at the networks'
+    input (:attr:`envs.spec.BehaviorSpec.obs_scale`); else ``"float32"``."""
+    box = space["observation"] if layout.kind == "dict_obs" else space if layout.kind == "box" else None
+    if (isinstance(box, spaces.Box) and box.dtype == np.uint8 and np.all(box.low == 0) and np.all(box.high == 255)):
+        return "uint8"
+    return "float32"
 
 
 def _is_unity(env) -> bool:
@@ -350,8 +360,14 @@ class ArrayEnv:
                 off += size
         elif self._has_state:
             self.out[key][...] = self.env.state()
-        else:
-            self.out[key][...] = np.concatenate([self.out[f"{b.name}/obs"].reshape(-1) for b in self.spec.behaviors])
+        else:  # the observations concatenated, in the networks' units (uint8 images scaled to [0, 1])
+            dst, off = self.out[key], 0
+            for b in self.spec.behaviors:
+                size = b.n_agents * b.obs_size
+                dst[off:off + size] = self.out[f"{b.name}/obs"].reshape(-1)
+                if b.obs_scale != 1.0:
+                    dst[off:off + size] *= b.obs_scale
+                off += size
 
     def _write_start(self, keep_step_outputs: bool = False) -> None:
         """Write the first step of a new episode; ``keep_step_outputs`` keeps the reward and

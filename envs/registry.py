@@ -167,9 +167,9 @@ SUPERSUIT_WRAPPERS = {"pad_observations_v0", "pad_action_space_v0", "agent_indic
 
 
 SUPERSUIT_PRESETS: dict[str, list] = {
-    # the usual Atari-style preprocessing (Mnih et al. 2015): grayscale, 84x84, scaled to [0, 1], 4 frames stacked
+    # the usual Atari-style preprocessing (Mnih et al. 2015): grayscale, 84x84, 4 frames stacked. Frames stay
+    # uint8 (stored as such, a quarter of float32's memory); the networks scale them to [0, 1] at their input
     "atari_preprocessing": [{"color_reduction_v0": {"mode": "full"}}, {"resize_v1": {"x_size": 84, "y_size": 84}},
-                            {"dtype_v0": {"dtype": "float32"}}, {"normalize_obs_v0": {"env_min": 0.0, "env_max": 1.0}},
                             {"frame_stack_v1": {"stack_size": 4}}],
 }
 """Named wrapper lists usable as one item of ``env_settings.supersuit`` (e.g. ``[atari_preprocessing]``)."""

@@ -50,6 +50,9 @@ class BehaviorSpec:
         teams: team id per slot (``Name?team=N``; 0 when the env has no teams).
         sensor_shapes: shapes of the sensors when there are several (a ``Tuple`` or ``Dict`` observation
             space); empty for one sensor. See :attr:`sensors`.
+        obs_dtype: how observations are stored: ``"float32"``, or ``"uint8"`` when the env gives a single
+            ``Box(0, 255, uint8)`` image (PettingZoo frames): stored as the env gives them (a quarter of the
+            memory) and scaled by :attr:`obs_scale` (1/255) at the networks' input, so the networks see [0, 1].
     """
 
     name: str
@@ -58,6 +61,12 @@ class BehaviorSpec:
     action: ActionSpec
     teams: tuple[int, ...] = ()
     sensor_shapes: tuple[tuple[int, ...], ...] = ()
+    obs_dtype: str = "float32"
+
+    @property
+    def obs_scale(self) -> float:
+        """Factor from the stored observation to the networks' input: 1/255 for ``uint8`` images, else 1."""
+        return 1.0 / 255.0 if self.obs_dtype == "uint8" else 1.0
 
     @property
     def n_agents(self) -> int:
@@ -125,13 +134,13 @@ def array_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     Keys are ``"<behavior>/<field>"`` for per-agent arrays and ``"state"``, ``"final_state"``.
     Per behavior (``A`` = n_agents):
 
-    * ``obs`` float32 ``[A, *obs_shape]``: latest observation of each agent;
+    * ``obs`` ``obs_dtype`` (float32 or uint8) ``[A, *obs_shape]``: latest observation of each agent;
     * ``mask`` float32 ``[A, mask_size]``: 1 = action allowed (only with discrete actions);
     * ``active`` bool ``[A]``: the agent has a pending decision (must act on the next step);
     * ``alive`` bool ``[A]``: the agent is in the current episode (its ``obs`` is meaningful);
     * ``reward`` float32 ``[A]``: reward received during the last env step;
     * ``terminated`` / ``truncated`` bool ``[A]``: the agent's episode ended in the last step;
-    * ``final_obs`` float32 ``[A, *obs_shape]``: observation at truncation (for bootstrapping);
+    * ``final_obs`` ``obs_dtype`` ``[A, *obs_shape]``: observation at truncation (for bootstrapping);
     * ``act_d`` int64 ``[A, n_branches]`` and/or ``act_c`` float32 ``[A, continuous_size]``: the
       actions to apply (written by the trainer);
     * ``traj_id`` int64 ``[A]``: id of the trajectory (one agent's life in one episode) the slot holds,
@@ -142,8 +151,9 @@ def array_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     f32, b8 = np.dtype(np.float32), np.dtype(np.bool_)
     for b in spec.behaviors:
         a = b.n_agents
-        layout[f"{b.name}/obs"] = ((a, *b.obs_shape), f32)
-        layout[f"{b.name}/final_obs"] = ((a, *b.obs_shape), f32)
+        od = np.dtype(b.obs_dtype)
+        layout[f"{b.name}/obs"] = ((a, *b.obs_shape), od)
+        layout[f"{b.name}/final_obs"] = ((a, *b.obs_shape), od)
         if b.action.is_discrete:
             layout[f"{b.name}/mask"] = ((a, b.action.mask_size), f32)
             layout[f"{b.name}/act_d"] = ((a, len(b.action.discrete_branches)), np.dtype(np.int64))

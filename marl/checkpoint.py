@@ -39,7 +39,8 @@ def spec_from_dict(d: dict) -> BehaviorSpec:
     a = d["action"]
     return BehaviorSpec(d["name"], tuple(d["agents"]), tuple(d["obs_shape"]),
                         ActionSpec(tuple(a["discrete_branches"]), a["continuous_size"], tuple(a["low"]), tuple(a["high"])),
-                        tuple(d.get("teams", ())), tuple(tuple(int(x) for x in s) for s in d.get("sensor_shapes", ())))
+                        tuple(d.get("teams", ())), tuple(tuple(int(x) for x in s) for s in d.get("sensor_shapes", ())),
+                        d.get("obs_dtype", "float32"))
 
 
 def _numpy_safe_globals() -> list:

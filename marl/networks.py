@@ -238,6 +238,14 @@ def make_state_encoder(parts: StateParts | None, net: NetworkSettings) -> StateE
     return StateEncoder(parts, net)
 
 
+def scale_input(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` as float32 times ``scale`` (observations stored as uint8 -> [0, 1]); unchanged float32
+    input when ``scale`` is 1."""
+    if x.dtype != torch.float32:
+        x = x.to(torch.float32)
+    return x * scale if scale != 1.0 else x
+
+
 def mlp(in_size: int, net: NetworkSettings) -> nn.Sequential:
     """``[LayerNorm(in)] + num_layers x (Linear -> act -> [LayerNorm])``; output size ``hidden_units``."""
     act = nn.ReLU if net.activation == "relu" else nn.Tanh
@@ -262,15 +270,19 @@ class Actor(nn.Module):
         net: network settings (``normalize`` adds a :class:`RunningMeanStd` on observations).
         obs_shape: the observation's shape; a ``[C, H, W]`` image gets a :class:`VisualEncoder`
             (``net.vis_encode_type``) before the MLP.
+        obs_scale: factor applied to ``obs`` first (:attr:`envs.spec.BehaviorSpec.obs_scale`: 1/255 for
+            observations stored as uint8, so the layers see [0, 1]; part of exported graphs).
 
-    Inputs: ``obs`` float32 ``[B, obs_size]`` (images flattened in CHW order), ``agent_id`` float32
+    Inputs: ``obs`` float32 or uint8 ``[B, obs_size]`` (images flattened in CHW order), ``agent_id`` float32
     ``[B, n_agents]`` one-hot, ``mask`` float32 ``[B, sum(branches)]`` (1 = allowed) or ``None``.
     """
 
     def __init__(self, obs_size: int, n_agents: int, action: ActionSpec, net: NetworkSettings,
-                 obs_shape: tuple[int, ...] | None = None, sensors: tuple[tuple[int, ...], ...] | None = None):
+                 obs_shape: tuple[int, ...] | None = None, sensors: tuple[tuple[int, ...], ...] | None = None,
+                 obs_scale: float = 1.0):
         super().__init__()
         self.obs_size, self.n_agents, self.action = obs_size, n_agents, action
+        self.obs_scale = float(obs_scale)
         self.obs_norm = RunningMeanStd((obs_size,)) if net.normalize else None
         self.encoder = make_encoder(obs_shape, net, sensors)
         self.body = mlp((self.encoder.out_size if self.encoder is not None else obs_size) + n_agents, net)
@@ -284,6 +296,7 @@ class Actor(nn.Module):
 
     def features(self, obs: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
         """Encoder and dense layers: ``[B, obs_size]`` -> ``[B, hidden_units]`` (before any LSTM)."""
+        obs = scale_input(obs, self.obs_scale)
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
         if self.encoder is not None:
@@ -423,14 +436,17 @@ class Critic(nn.Module):
     part goes through a :class:`StateEncoder` first. The first dense layer then takes the encodings
     (``encoder.out_size``) plus the id instead of ``in_size`` raw inputs.
 
+    ``in_scale``: factor applied to ``x`` first (1/255 when IPPO's critic reads observations stored as uint8).
+
     ``encoded=True`` (every method): ``x`` is already :meth:`encode` d, float32 ``[B, encoding size]``
     (MAPPO encodes one state once for all the agents that share it).
     """
 
     def __init__(self, in_size: int, n_agents: int, net: NetworkSettings, in_shape: tuple[int, ...] | None = None,
-                 sensors: tuple[tuple[int, ...], ...] | None = None, state_parts: StateParts | None = None):
+                 sensors: tuple[tuple[int, ...], ...] | None = None, state_parts: StateParts | None = None,
+                 in_scale: float = 1.0):
         super().__init__()
-        self.n_agents = n_agents
+        self.n_agents, self.in_scale = n_agents, float(in_scale)
         if state_parts:
             self.encoder = make_state_encoder(state_parts, net)
             if self.encoder is not None and sum(n * s for n, s in self.encoder.blocks) != in_size:
@@ -443,7 +459,9 @@ class Critic(nn.Module):
         self.v = _init(nn.Linear(self.memory_size // 2 if self.lstm is not None else net.hidden_units, 1), 1.0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_size]`` -> ``[B, encoding size]`` (the identity without an encoder)."""
+        """``[B, in_size]`` -> ``[B, encoding size]`` (the identity without an encoder); ``x`` is scaled
+        by ``in_scale`` first (IPPO's critic on observations stored as uint8)."""
+        x = scale_input(x, self.in_scale)
         return self.encoder(x) if self.encoder is not None else x
 
     def features(self, x: torch.Tensor, agent_id: torch.Tensor, encoded: bool = False) -> torch.Tensor:

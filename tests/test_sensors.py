@@ -206,9 +206,63 @@ def test_channel_last_images_are_detected_and_transposed_once():
     assert forced.spec.behavior("agent").obs_shape == (40, 60, 3)
 
 
-def test_atari_preprocessing_preset_gives_stacked_84x84_frames_in_0_1():
+def test_atari_preprocessing_preset_gives_stacked_84x84_uint8_frames():
     env = ArrayEnv("test_sensors:frames", {"h": 100, "w": 120}, supersuit=["atari_preprocessing"])
     b = env.spec.behavior("agent")
     assert b.obs_shape == (4, 84, 84)  # 4 grayscale frames, channel-first
+    assert b.obs_dtype == "uint8" and b.obs_scale == 1.0 / 255.0  # kept as the env gives them
     obs = env.out["agent/obs"][0]
-    assert obs.dtype == np.float32 and 0.0 <= obs.min() and obs.max() <= 1.0 and obs.max() > 0.0
+    assert obs.dtype == np.uint8 and obs.max() > 1  # raw 0..255 values, not rescaled floats
+    plain = ArrayEnv("test_sensors:factory")  # float sensors stay float32
+    assert plain.spec.behavior("agent").obs_dtype == "float32" and plain.out["agent/obs"].dtype == np.float32
+
+
+def test_uint8_frames_are_stored_as_uint8_and_scaled_to_0_1_at_the_networks_input(tmp_path):
+    """The rollout buffer keeps uint8 frames; the actor sees frame / 255 (same outputs as a float actor fed
+    the scaled frame), and the exported ONNX, fed the env's raw values, acts as the torch policy."""
+    from marl.algos.factory import make_trainer
+    from marl.algos.mappo import TorchActorPolicy
+    from marl.export import export_all_slots
+    from marl.export.onnx_policy import OnnxPolicy
+    from marl.networks import Actor
+    from envs.vector import VecEnv, default_factory
+    from marl_helpers import cfg_of
+
+    torch.manual_seed(0)
+    data = {"behaviors": {"agent": {"trainer_type": "ippo",
+                                    "hyperparameters": {"buffer_size": 64, "batch_size": 32, "num_epoch": 1},
+                                    "network_settings": {"hidden_units": 16, "vis_encode_type": "simple"},
+                                    "max_steps": 64}},
+            "env_settings": {"env_path": "test_sensors:frames", "supersuit": ["atari_preprocessing"], "seed": 1}}
+    cfg = cfg_of(data)
+    f = default_factory("test_sensors:frames", {}, supersuit=["atari_preprocessing"])
+    probe = f(0, None)
+    spec = probe.spec
+    raw = probe.out["agent/obs"].copy()
+    probe.close()
+    trainer = make_trainer(spec, cfg, 1, torch.device("cpu"))
+    venv = VecEnv(f, spec, 1, 1, seed=1)
+    try:
+        trainer.collect_and_train(venv, 0)
+    finally:
+        venv.close()
+    stored = trainer.collector.buffers["agent"].data["obs"]
+    assert stored.dtype == np.uint8 and stored.nbytes == stored.size  # a quarter of float32's bytes
+    actor = trainer.actor("agent")
+    net = cfg.behavior_settings("agent").network_settings
+    plain = Actor(actor.obs_size, actor.n_agents, spec.behavior("agent").action, net, (4, 84, 84))
+    plain.load_state_dict(actor.state_dict())
+    ids = torch.zeros(1, actor.n_agents)
+    x = torch.from_numpy(raw).reshape(1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(actor.features(x, ids), plain.features(x.float() / 255.0, ids))
+    payload = {"format": FORMAT, "behavior": "agent", "trainer_type": "ippo", "step": 64, "env_id": spec.env_id,
+               "behavior_spec": spec_to_dict(spec.behavior("agent")), "state_shape": list(spec.state_shape),
+               "network_settings": net.model_dump(), "trainer": trainer.state_dict("agent"), "extra": {}}
+    ref = TorchActorPolicy(payload, tmp_path / "x.pt")
+    onnx = OnnxPolicy(export_all_slots(payload, tmp_path / "agent.onnx")[0])
+    assert ref.spec.obs_dtype == "uint8"  # read back from the checkpoint
+    frames = np.random.default_rng(0).integers(0, 256, (16, 4, 84, 84), dtype=np.uint8)
+    d_t, _, _ = ref.act(frames, np.zeros(16, np.int64))
+    d_o, _, _ = onnx.act(frames, np.zeros(16, np.int64))
+    np.testing.assert_array_equal(d_t, d_o)

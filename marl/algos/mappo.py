@@ -111,7 +111,7 @@ with buffer_size 2048: each whole copy was 231 MB)."""
 class _Rows:
     """The rows ``(t, e, a)`` of a buffer field ``[T, E, A, *shape]``, gathered when indexed.
 
-    ``rows[sel]`` (``sel`` an index tensor of any shape into the ``n`` rows, or a slice) gives float32
+    ``rows[sel]`` (``sel`` an index tensor of any shape into the ``n`` rows, or a slice) gives the field's dtype
     ``[*sel.shape, prod(shape)]``: the same values as ``field[t, e, a].reshape(n, -1)[sel]`` without
     materialising the ``n`` rows."""
 
@@ -151,10 +151,12 @@ class PPOLearner:
         self.strength = settings.reward_signals.extrinsic.strength
         A, net = spec.n_agents, settings.network_settings
         self.n_ids = A if uses_agent_id(net, spec_env_id) else 0  # one-hot id width (0 = no id input)
-        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape, spec.sensors).to(device)
+        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape, spec.sensors,
+                           spec.obs_scale).to(device)
         self._critic_args = (state_size if centralised else spec.obs_size, self.n_ids, net,
                              None if centralised else spec.obs_shape, None if centralised else spec.sensors)
-        self.critic = Critic(*self._critic_args, state_parts=state_parts if centralised else None).to(device)
+        self.critic = Critic(*self._critic_args, state_parts=state_parts if centralised else None,
+                             in_scale=1.0 if centralised else spec.obs_scale).to(device)
         self.value_norm = ValueNorm().to(device) if self.hp.use_value_norm else None
         self.actor_opt = _adam(self.actor.parameters(), self.hp.learning_rate, self.hp.adam_eps)
         self.critic_opt = _adam(self.critic.parameters(), self.hp.critic_learning_rate or self.hp.learning_rate,
@@ -391,7 +393,7 @@ class PPOLearner:
         as it was trained, with a new optimiser; otherwise nothing changes."""
         if self.critic.encoder is None or any(k.startswith("encoder.") for k in critic_state):
             return
-        self.critic = Critic(*self._critic_args).to(self.device)
+        self.critic = Critic(*self._critic_args, in_scale=1.0 if self.centralised else self.spec.obs_scale).to(self.device)
         self.critic_opt = _adam(self.critic.parameters(), self.hp.critic_learning_rate or self.hp.learning_rate,
                                 self.hp.adam_eps)
 
@@ -471,7 +473,8 @@ class PPOCollector:
         self.traj: dict[str, np.ndarray] = {}  # last seen trajectory id per slot (recurrent memory resets)
         for name, L in learners.items():
             spec = L.spec
-            fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32))}
+            # observations as the env layer stores them (uint8 images stay uint8: a quarter of the memory)
+            fields = {"obs": (spec.obs_shape, np.dtype(spec.obs_dtype)), "logp": ((), np.dtype(np.float32))}
             if spec.action.is_discrete:
                 fields["mask"] = ((spec.action.mask_size,), np.dtype(np.float32))
                 fields["act_d"] = ((len(spec.action.discrete_branches),), np.dtype(np.int64))
@@ -717,11 +720,12 @@ class TorchActorPolicy(Policy):
         sensors = self.spec.sensors if has_encoder else None
         net = NetworkSettings.model_validate(ck["network_settings"])
         # the id width is read from the weights (checkpoints before the agent_id setting always had ids)
-        self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action, net, shape, sensors)
+        scale = self.spec.obs_scale
+        self.actor = Actor(self.spec.obs_size, self.spec.n_agents, self.spec.action, net, shape, sensors, scale)
         try:
             self.actor.load_state_dict(state)
         except RuntimeError:
-            self.actor = Actor(self.spec.obs_size, 0, self.spec.action, net, shape, sensors)
+            self.actor = Actor(self.spec.obs_size, 0, self.spec.action, net, shape, sensors, scale)
             self.actor.load_state_dict(state)
         self.actor.eval()
 

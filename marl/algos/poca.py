@@ -53,7 +53,7 @@ from marl.algos.base import ActorCriticTrainer
 from marl.algos.mappo import decayed
 from marl.buffers import RolloutBuffer, compact_buffer, gae, merge_buffers
 from marl.config import BehaviorSettings, ConfigError, POCAHyperparameters, RunConfig
-from marl.networks import Actor, make_encoder
+from marl.networks import Actor, make_encoder, scale_input
 from marl.play import act_rows
 from marl.policy import Policy, scale_continuous
 
@@ -137,10 +137,11 @@ class POCACritic(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(h + 1, 1)
         self.max_members = max_members
+        self.obs_scale = spec.obs_scale  # 1/255 for observations stored as uint8
 
     def _encode(self, obs: torch.Tensor) -> torch.Tensor:
         B, N = obs.shape[:2]
-        flat = obs.reshape(B * N, -1)
+        flat = scale_input(obs.reshape(B * N, -1), self.obs_scale)
         e = self.encoder(flat) if self.encoder is not None else flat
         return e.reshape(B, N, -1)
 
@@ -220,7 +221,8 @@ class POCALearner:
         A = spec.n_agents
         self.n_ids = A if net.agent_id else 0  # ML-Agents' POCA actor has no agent id
         self.groups = GroupLayout.of(spec)
-        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape, spec.sensors).to(device)
+        self.actor = Actor(spec.obs_size, self.n_ids, spec.action, net, spec.obs_shape, spec.sensors,
+                           spec.obs_scale).to(device)
         self.critic = POCACritic(spec, self.groups.slots.shape[1], net).to(device)
         self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=self.hp.learning_rate)
         self.ids = torch.eye(A, device=device)[:, : self.n_ids].repeat(n_envs, 1)
@@ -365,7 +367,7 @@ class POCACollector:
         self.finished_group_returns: dict[str, list[float]] = {}
         for name, L in learners.items():
             spec = L.spec
-            fields = {"obs": (spec.obs_shape, np.dtype(np.float32)), "logp": ((), np.dtype(np.float32)),
+            fields = {"obs": (spec.obs_shape, np.dtype(spec.obs_dtype)), "logp": ((), np.dtype(np.float32)),
                       "present": ((), np.dtype(np.bool_))}
             if spec.action.is_discrete:
                 fields["mask"] = ((spec.action.mask_size,), np.dtype(np.float32))

@@ -404,7 +404,7 @@ class QActing:
         """ε-greedy actions for every slot of every copy; writes ``act_d`` and records the step's row."""
         name, E, A = self.spec.name, self.E, self.A
         alive = arrays[f"{name}/alive"]
-        obs = arrays[f"{name}/obs"].reshape(E, A, self.O) * alive[..., None]
+        obs = arrays[f"{name}/obs"].reshape(E, A, self.O) * (alive[..., None] * np.float32(self.spec.obs_scale))
         mask = arrays.get(f"{name}/mask")
         mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
         active = arrays[f"{name}/active"]
@@ -446,7 +446,7 @@ class QActing:
             return []
         # bootstrap row: final observations of truncated agents / the current ones at a segment cut
         if finished.any():
-            fin_obs = arrays[f"{name}/final_obs"].reshape(E, A, self.O) * trunc[..., None]
+            fin_obs = arrays[f"{name}/final_obs"].reshape(E, A, self.O) * (trunc[..., None] * np.float32(self.spec.obs_scale))
             rec.write("obs", fin_obs, where=finished)
             rec.write("state", arrays["final_state"].reshape(E, -1), where=finished)
             rec.write("avail", np.ones((E, A, self.n_actions), np.float32), where=finished)
@@ -455,7 +455,8 @@ class QActing:
             alive = arrays[f"{name}/alive"]
             mask = arrays.get(f"{name}/mask")
             mask = np.ones((E, A, self.n_actions), np.float32) if mask is None else mask.reshape(E, A, self.n_actions)
-            rec.write("obs", arrays[f"{name}/obs"].reshape(E, A, self.O) * alive[..., None], where=cut)
+            rec.write("obs", arrays[f"{name}/obs"].reshape(E, A, self.O) * (alive[..., None] * np.float32(self.spec.obs_scale)),
+                      where=cut)
             rec.write("state", arrays["state"].reshape(E, -1), where=cut)
             rec.write("avail", mask, where=cut)
             rec.write("active", arrays[f"{name}/active"].astype(np.float32), where=cut)
@@ -655,7 +656,7 @@ class QPolicy(Policy):
     def act(self, obs, agent_index, mask=None, hidden=None, deterministic=True, game_states=None):
         idx = torch.as_tensor(np.asarray(agent_index), dtype=torch.int64)
         B = idx.shape[0]
-        o = torch.as_tensor(np.asarray(obs, np.float32)).reshape(B, -1)
+        o = torch.as_tensor(np.asarray(obs, np.float32)).reshape(B, -1) * self.spec.obs_scale  # uint8 images -> [0, 1]
         h = torch.zeros(B, self.H + self.n_actions) if hidden is None else torch.as_tensor(np.asarray(hidden, np.float32))
         parts = [o]
         if self.arch["obs_last_action"]:
@@ -683,8 +684,9 @@ class QCore(nn.Module):
 
     takes_mask = True
 
-    def __init__(self, net: AgentQNetwork, arch: dict, agent_slot: int):
+    def __init__(self, net: AgentQNetwork, arch: dict, agent_slot: int, obs_scale: float = 1.0):
         super().__init__()
+        self.obs_scale = float(obs_scale)  # 1/255 for observations stored as uint8 (the env's raw frame)
         self.H, self.n = int(arch["rnn_hidden_dim"]), int(arch["n_actions"])
         self.last_action, self.use_id = bool(arch["obs_last_action"]), bool(arch["obs_agent_id"])
         self.fc1, self.fc2 = copy.deepcopy(net.fc1), copy.deepcopy(net.fc2)
@@ -704,7 +706,7 @@ class QCore(nn.Module):
     def forward(self, obs: torch.Tensor, memory: torch.Tensor | None, mask: torch.Tensor | None = None):
         H = self.H
         h = memory[:, :H]
-        parts = [obs]
+        parts = [obs * self.obs_scale if self.obs_scale != 1.0 else obs]
         if self.last_action:
             parts.append(memory[:, H:])
         if self.use_id:
@@ -739,6 +741,6 @@ def export_q(payload: dict, agent_slot: int):
         policy = QPolicy(payload, Path(f"<{payload.get('behavior', '?')} checkpoint>"))
     except (CheckpointError, TypeError, ValueError) as exc:
         raise ExportError(str(exc)) from None
-    core = QCore(policy.net, policy.arch, agent_slot).eval()
+    core = QCore(policy.net, policy.arch, agent_slot, policy.spec.obs_scale).eval()
     return ExportPlan(core=core, spec=policy.spec, reference=policy, memory_size=core.memory_size,
                       stochastic=False)
