@@ -20,6 +20,7 @@ pixels reach its dense layers.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Normal
@@ -230,12 +231,35 @@ def make_state_encoder(parts: StateParts | None, net: NetworkSettings) -> StateE
     """A :class:`StateEncoder` when the state is observations concatenated (``parts`` given) and some
     behavior has an image sensor that ``net.vis_encode_type`` takes; else None (the critic reads the flat
     state, as it always has: vector-only states and real ``env.state()`` keep their networks). Images
-    below the encoder's minimum are flattened without a warning here (the actor's encoder warns)."""
+    below the encoder's minimum are flattened into the critic's dense layers, with one warning line naming them."""
     if not parts:
         return None
+    small = sorted({tuple(int(x) for x in s) for _, sensors in parts for s in sensors
+                    if len(s) == 3 and not _image_ok(tuple(s), net, warn=False)})
+    if small:
+        import warnings
+
+        warnings.warn(f"MAPPO's centralised critic: image sensor(s) {', '.join(str(list(s)) for s in small)} are smaller "
+                      f"than vis_encode_type '{net.vis_encode_type}' takes ({MIN_RESOLUTION[net.vis_encode_type]} pixels): "
+                      "flattened into the critic's dense layers for every agent of the state; pick a smaller encoder "
+                      "(match3: 5, resnet: 15, simple: 20)", stacklevel=3)
     if not any(_image_ok(tuple(s), net, warn=False) for _, sensors in parts for s in sensors):
         return None
     return StateEncoder(parts, net)
+
+
+def warn_image_state(state_shape: tuple[int, ...], who: str) -> None:
+    """One warning line when a global state (``env.state()``) is an image: ``who`` (MAPPO's centralised
+    critic, QMIX's mixer) takes it flattened into dense layers, naming its shape and size."""
+    shape = tuple(int(x) for x in state_shape)
+    hwc = len(shape) == 3 and shape[2] <= 4 < shape[0] and shape[1] > 4  # PettingZoo frames, e.g. [560, 880, 3]
+    chw = len(shape) == 3 and shape[0] <= 4 and min(shape[1:]) >= 8  # not KAZ's [N, 26, 4] entity table
+    if hwc or chw:
+        import warnings
+
+        warnings.warn(f"{who} takes the env's global state, an image {list(state_shape)}, flattened into dense layers "
+                      f"({int(np.prod(state_shape))} inputs); use trainer_type ippo (a critic on each agent's own "
+                      "observation, through the CNN) or a smaller state", stacklevel=3)
 
 
 def scale_input(x: torch.Tensor, scale: float) -> torch.Tensor:

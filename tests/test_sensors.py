@@ -266,3 +266,23 @@ def test_uint8_frames_are_stored_as_uint8_and_scaled_to_0_1_at_the_networks_inpu
     d_t, _, _ = ref.act(frames, np.zeros(16, np.int64))
     d_o, _, _ = onnx.act(frames, np.zeros(16, np.int64))
     np.testing.assert_array_equal(d_t, d_o)
+
+
+def test_an_image_state_and_small_critic_images_are_named_in_one_warning():
+    from marl.networks import make_state_encoder, warn_image_state
+    from marl.config import NetworkSettings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_image_state((560, 880, 3), "MAPPO's centralised critic")  # pistonball's env.state(), HWC
+        warn_image_state((4, 26, 4), "MAPPO's centralised critic")  # KAZ's entity table is not an image
+        warn_image_state((20,), "MAPPO's centralised critic")
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 1 and "[560, 880, 3]" in msgs[0] and "1478400 inputs" in msgs[0], msgs
+    net = NetworkSettings(hidden_units=16, vis_encode_type="simple")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enc = make_state_encoder(((2, ((3, 12, 20), (8,))), (2, ((3, 24, 40), (8,)))), net)
+    msgs = [str(w.message) for w in caught]
+    assert enc is not None  # the 24x40 camera is encoded ...
+    assert len(msgs) == 1 and "[3, 12, 20]" in msgs[0] and "critic" in msgs[0], msgs  # ... the 12x20 one named

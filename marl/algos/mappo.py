@@ -42,7 +42,7 @@ from envs.spec import BehaviorSpec, EnvSpec
 from marl.buffers import RolloutBuffer, compact_buffer, gae, merge_buffers, sequence_chunks
 from marl.checkpoint import spec_from_dict
 from marl.config import BehaviorSettings, NetworkSettings, PPOHyperparameters, RunConfig
-from marl.networks import Actor, Critic
+from marl.networks import Actor, Critic, warn_image_state
 from marl.normalization import ValueNorm
 from marl.algos.base import ActorCriticTrainer
 from marl.play import act_rows
@@ -636,6 +636,8 @@ class PPOTrainer(ActorCriticTrainer):
         self.spec, self.cfg, self.device, self.E = spec, cfg, device, n_envs
         self.learners: dict[str, PPOLearner] = {}
         state_size = int(np.prod(spec.state_shape))
+        if not spec.state_is_obs and any(cfg.behavior_settings(b.name).trainer_type == "mappo" for b in spec.behaviors):
+            warn_image_state(spec.state_shape, "MAPPO's centralised critic")
         for b in spec.behaviors:
             s = cfg.behavior_settings(b.name)
             self.learners[b.name] = PPOLearner(b, state_size, s, s.trainer_type == "mappo", n_envs, device, spec.env_id,
@@ -753,3 +755,76 @@ class TorchActorPolicy(Policy):
 def load_policy(ck: dict, path: Path) -> TorchActorPolicy:
     """The registry's policy loader for ``mappo`` / ``ippo`` checkpoints."""
     return TorchActorPolicy(ck, path)
+
+
+def widen_learner_state(learner: PPOLearner, state: dict, old_env: EnvSpec, new_env: EnvSpec) -> dict:
+    """A :meth:`PPOLearner.state_dict` saved when the env had fewer agent slots (``old_env``) made loadable by
+    ``learner`` (built for ``new_env``, as many or more slots per team: slot growth, :mod:`marl.grow`).
+
+    What depends on the slots, widened function-preservingly (:func:`marl.grow.widen_module_state`):
+
+    * the one-hot agent id (actor and critic, when ``n_ids > 0``): old slot ``j``'s column moves to its new
+      index (:func:`marl.grow.slot_map`; team-major order moves the later teams' slots), new slots' columns
+      get zero weights;
+    * MAPPO's centralised critic on a state of every slot's observation (``EnvSpec.state_is_obs``): the
+      first layer's columns of each slot's (encoded, :class:`marl.networks.StateEncoder`) observation move
+      with the slot, new slots' columns are zero, so ``V`` of the old slots is unchanged while the new
+      slots are absent (zero observations);
+    * the Adam moments of those tensors (new columns start at zero, as in a fresh optimiser; the rest and
+      the step counts are kept). Value normaliser and per-sensor encoders do not depend on the slots.
+
+    Exact when the first dense layer has no LayerNorm on its inputs (``network_settings.layer_norm: false``)
+    or nothing widens (a Unity actor has no agent id by default, so it is always unchanged); with an input
+    LayerNorm its statistics also average the new zero columns and the widened network's outputs move.
+
+    Args:
+        learner: the new learner (its networks give the new shapes; a critic saved before the per-agent state
+            encoder is first rebuilt flat, :meth:`PPOLearner.fit_critic`).
+        state: the old learner's state (``actor``, ``critic``, ``actor_opt``, ``critic_opt``, ``value_norm``).
+        old_env, new_env: the env specs before and after growth (same behaviors, same order).
+
+    Returns:
+        a new state dict (``state`` is not modified).
+
+    Raises:
+        marl.grow.GrowError: a team lost slots, or a tensor changed shape in another way.
+    """
+    from marl import grow
+    from marl.networks import StateEncoder
+
+    name = learner.spec.name
+    old_b = old_env.behavior(name)
+
+    def ids_segment():
+        if not learner.n_ids:
+            return grow.identity_columns(0)
+        return grow.slot_columns(1, old_b.n_agents, learner.spec.n_agents, grow.slot_map(old_b, learner.spec))
+
+    def first_in(net) -> int:
+        return next(m for m in net.body if isinstance(m, torch.nn.Linear)).in_features
+
+    actor_cols = grow.join_columns(grow.identity_columns(first_in(learner.actor) - learner.n_ids), ids_segment())
+    learner.fit_critic(state["critic"])
+    critic = learner.critic
+    if learner.centralised and new_env.state_is_obs:
+        enc = critic.encoder if isinstance(critic.encoder, StateEncoder) else None
+        segments = []
+        for k, b in enumerate(new_env.behaviors):
+            if enc is None:
+                width = b.obs_size
+            else:
+                sub = enc.encoders[k]
+                width = enc.blocks[k][1] if isinstance(sub, torch.nn.Identity) else sub.out_size
+            ob = old_env.behavior(b.name)
+            segments.append(grow.slot_columns(width, ob.n_agents, b.n_agents, grow.slot_map(ob, b)))
+        critic_cols = grow.join_columns(*segments, ids_segment())
+    else:
+        critic_cols = grow.join_columns(grow.identity_columns(first_in(critic) - learner.n_ids), ids_segment())
+    out = dict(state)
+    out["actor"] = grow.widen_module_state(learner.actor, state["actor"], actor_cols)
+    out["critic"] = grow.widen_module_state(critic, state["critic"], critic_cols)
+    if state.get("actor_opt") is not None:
+        out["actor_opt"] = grow.widen_adam_state(state["actor_opt"], learner.actor, state["actor"], actor_cols)
+    if state.get("critic_opt") is not None:
+        out["critic_opt"] = grow.widen_adam_state(state["critic_opt"], critic, state["critic"], critic_cols)
+    return out

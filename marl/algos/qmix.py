@@ -544,6 +544,10 @@ class QMIXTrainer(Trainer):
     def __init__(self, spec: EnvSpec, cfg: RunConfig, n_envs: int, device: torch.device):
         self.spec, self.cfg, self.device, self.E = spec, cfg, device, n_envs
         state_size = int(np.prod(spec.state_shape))
+        if not spec.state_is_obs:
+            from marl.networks import warn_image_state
+
+            warn_image_state(spec.state_shape, "the QMIX/VDN mixer")
         self.learners = {b.name: QLearner(b, state_size, cfg.behavior_settings(b.name), n_envs, device)
                          for b in spec.behaviors}
         self.collector = QCollector(self.learners, n_envs)
