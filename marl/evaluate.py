@@ -19,7 +19,7 @@ from marl.checkpoint import CheckpointError
 from marl.config import parse_config
 from marl.inference import load_policy
 from marl.play import play_episodes
-from marl.policy import PolicyError
+from marl.policy import PolicyError, RandomPolicy
 
 
 def _checkpoint_for(run_dir: Path, behavior: str, checkpoint: str | None) -> Path:
@@ -31,7 +31,7 @@ def _checkpoint_for(run_dir: Path, behavior: str, checkpoint: str | None) -> Pat
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, stochastic: bool = False,
-                 checkpoint: str | None = None, env_path: str | None = None) -> dict:
+                 checkpoint: str | None = None, env_path: str | None = None, random_baseline: bool = False) -> dict:
     """Play ``episodes`` episodes with each behavior's saved policy.
 
     Args:
@@ -42,6 +42,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, stocha
         checkpoint: None = ``checkpoint.pt`` (latest); a step number = ``<Behavior>-<step>.pt``;
             a path = that file (single-behavior runs).
         env_path: override the env of the configuration (e.g. another Unity build).
+        random_baseline: play uniformly random legal actions (:class:`marl.policy.RandomPolicy`) for every
+            behavior instead of the saved policies: the chance baseline of the run's env, scored the same way.
 
     Returns:
         ``{"behaviors": {name: {"mean_return", "std_return", "team_return", "episodes"}},
@@ -68,6 +70,10 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, stocha
 
     def seating(spec):
         for b in spec.behaviors:
+            if random_baseline:
+                files[b.name] = Path("random")
+                policies[b.name] = RandomPolicy(b, seed=seed)
+                continue
             files[b.name] = _checkpoint_for(run_dir, b.name, checkpoint)
             policies[b.name] = load_policy(files[b.name])
         return policies

@@ -219,3 +219,21 @@ def test_league_init_and_run_on_v1_store(league_cfg, capsys):
                  "--workers", "1", "--seed", "5"]) == 0
     board = _leaderboard(league_cfg, capsys)
     assert sum(p["games"] for p in board["players"]) == 2 * (LEAGUE_MATCHES + 12)
+
+
+def test_marl_evaluate_random_plays_the_runs_env_with_random_policies(ro_root, capsys):
+    """``marl-evaluate RUN --random``: the chance baseline of the run's env, scored as the policies are."""
+    from marl.cli.evaluate import main
+
+    run = str(ro_root / "results" / "mappo_spread")
+    reports = []
+    for extra in (["--random"], ["--random"], []):
+        assert main([run, "--episodes", "6", "--json", *extra]) == 0
+        reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    rand, again, policy = reports
+    assert rand["checkpoint"] == "random" and policy["checkpoint"].endswith("checkpoint.pt")
+    assert rand["behaviors"]["agent"]["episodes"] == 6
+    assert rand == again  # seeded
+    assert rand["behaviors"]["agent"]["mean_return"] != policy["behaviors"]["agent"]["mean_return"]
+    with pytest.raises(SystemExit):
+        main([run, "--random", "--checkpoint", "5000"])

@@ -1,4 +1,4 @@
-"""``marl-evaluate RUN_DIR``: play a trained run's policies greedily and report their returns."""
+"""``marl-evaluate RUN_DIR``: play a trained run's policies greedily (or ``--random`` ones) and report their returns."""
 from __future__ import annotations
 
 import argparse
@@ -12,12 +12,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy ones")
     p.add_argument("--checkpoint", default=None, help="a step number (<Behavior>-<step>.pt) or a checkpoint path; default: latest")
+    p.add_argument("--random", action="store_true",
+                   help="play uniformly random legal actions instead of the run's policies (the env's chance baseline)")
     p.add_argument("--env", dest="env_path", default=None, help="play on another env / build than the run's")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
+    if args.random and (args.checkpoint or args.stochastic):
+        p.error("--random plays no checkpoint: drop --checkpoint/--stochastic")
     from envs.registry import EnvError
     from marl.checkpoint import CheckpointError
     from marl.config import ConfigError
@@ -26,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from marl.cli.common import unexpected_error_line
 
     try:
-        report = evaluate_run(args.run_dir, args.episodes, args.seed, args.stochastic, args.checkpoint, args.env_path)
+        report = evaluate_run(args.run_dir, args.episodes, args.seed, args.stochastic, args.checkpoint, args.env_path,
+                              random_baseline=args.random)
         print_report(report, None, as_json=args.json)
     except (CheckpointError, ConfigError, EnvError) as exc:
         if args.debug:
