@@ -295,6 +295,9 @@ class ArrayEnv:
         self._next_traj = 0
         self._steps = 0  # env steps since the last reset
         self._full: set[tuple[str, int]] = set()  # (behavior, team) whose slots ran out (warned once)
+        # (behavior, team) -> most agents live at once when that was more than its slots (see needed_slots)
+        self._needed: dict[tuple[str, int], int] = {}
+        self._unslotted: dict[tuple[str, int], set[str]] = {}  # agents refused a slot in the current step
         self._unity_stats: list = []
         # a stream env (the Unity adapter) never ends every agent at once: episodes are per group
         self._stream = bool(getattr(self.env, "streams_episodes", False))
@@ -399,6 +402,7 @@ class ArrayEnv:
                     continue
                 self._write_obs(agent, obs, info)
                 o[f"{slot[0]}/active"][slot[1]] = _deciding(info)
+            self._note_unslotted()
         self._write_state("state")
 
     # ----------------------------------------------------------------------------------- slots
@@ -415,8 +419,11 @@ class ArrayEnv:
 
         Its spec label slot when it has one and it is free, else a free slot of its behavior and team,
         preferring one last used by its group (``infos[agent]["group_id"]``: a respawned agent takes
-        the place of the one it replaces). Slots are fixed when the env starts (``envs.spec``): an agent
-        beyond them is reported once per behavior and team and is neither acted for nor recorded.
+        the place of the one it replaces). Slots are fixed while the env lives (``envs.spec``): an agent
+        beyond them is reported once per behavior and team, is neither acted for nor recorded (it tries
+        again at every step it is seen, and takes a slot as soon as one of its team is free), and is
+        counted in :attr:`needed_slots`, from which ``marl.run`` grows the slots at the next rollout
+        boundary (``docs/unity_contract.md``).
         """
         o = self.out
         group = int(info.get("group_id", 0) or 0) if info else 0
@@ -435,13 +442,16 @@ class ArrayEnv:
             occ, teams, groups = self._occupant[name], self._slot_team[name], self._slot_group[name]
             free = [j for j in range(len(occ)) if occ[j] is None and teams[j] == team]
             if not free:
+                self._unslotted.setdefault((name, team), set()).add(agent)
                 if (name, team) not in self._full:
                     self._full.add((name, team))
                     n_live = sum(1 for j in range(len(occ)) if teams[j] == team) + 1
                     warnings.warn(f"behavior '{name}' team {team}: {n_live} agents at once but "
                                   f"{n_live - 1} slots (sized when the env started); '{agent}' and any further "
-                                  f"extra agents are not trained; preallocate slots (Unity builds: "
-                                  f"env_settings.env_kwargs.agent_slots: {{{name}: {n_live}}})", stacklevel=3)
+                                  f"extra agents are not trained until the slots grow at the next rollout boundary "
+                                  f"(marl-learn restarts the env workers with more slots on a Unity build); or "
+                                  f"preallocate them (Unity builds: env_settings.env_kwargs.agent_slots: "
+                                  f"{{{name}: {n_live}}})", stacklevel=3)
                 return None
             same = [j for j in free if groups[j] == group]
             i = (same or free)[0]
@@ -461,6 +471,29 @@ class ArrayEnv:
         o[f"{name}/traj_id"][i] = traj
         o[f"{name}/group_id"][i] = group
         return name, i
+
+    def _note_unslotted(self) -> None:
+        """Record in :attr:`needed_slots` how many agents of each (behavior, team) were live in this step
+        when some of them found no slot (those holding a slot plus those refused one), then forget them."""
+        if not self._unslotted:
+            return
+        for (name, team), agents in self._unslotted.items():
+            occ, teams = self._occupant[name], self._slot_team[name]
+            live = sum(1 for j in range(len(occ)) if teams[j] == team and occ[j] is not None) + len(agents)
+            self._needed[(name, team)] = max(self._needed.get((name, team), 0), live)
+        self._unslotted = {}
+
+    @property
+    def needed_slots(self) -> dict[str, dict[int, int]]:
+        """``{behavior: {team: most agents of that team live at once}}`` for every (behavior, team) whose
+        slots were too few at some step since the env started (empty when they always sufficed); counts
+        are over all of this copy's training areas, in slots per team. Also reported in the
+        ``info["needed_slots"]`` of every :class:`EpisodeStats` this env returns once it is non-empty, so
+        the run loop sees it across worker processes and Ray actors (``marl.grow.note_needed``)."""
+        out: dict[str, dict[int, int]] = {}
+        for (name, team), n in self._needed.items():
+            out.setdefault(name, {})[int(team)] = n
+        return out
 
     def _leave(self, agent: str) -> int | None:
         """Free ``agent``'s slot (its episode ended); returns its episode group when that has no live
@@ -489,6 +522,8 @@ class ArrayEnv:
         if self._unity_stats:
             info["unity_stats"] = self._unity_stats
             self._unity_stats = []
+        if self._needed:
+            info["needed_slots"] = self.needed_slots
         return EpisodeStats(returns, longest if length is None else length, info)
 
     def _action_for(self, name: str, i: int) -> Any:
@@ -591,6 +626,7 @@ class ArrayEnv:
                 self._write_obs(agent, ob, info)
             if deciding:
                 o[f"{slot[0]}/active"][slot[1]] = True
+        self._note_unslotted()
         drain = getattr(env, "drain_stats", None)  # the Unity adapter's Stats side channel
         if drain is not None:
             self._unity_stats.extend(drain())

@@ -160,3 +160,21 @@ class TrainingStatus:
 
     def save(self) -> None:
         atomic_write_json(self.path, self.data)
+
+
+def saved_agent_slots(run_dir: str | Path) -> dict[str, int]:
+    """Slots per team each behavior had when ``results/<run-id>`` last saved (``<Behavior>/checkpoint.pt``:
+    its ``behavior_spec`` ``teams``, the most slots of any team): ``--resume`` raises
+    ``env_settings.env_kwargs.agent_slots`` to these, so a run whose slots grew (``marl.grow``) restarts with
+    the grown slots. Behaviors without a readable checkpoint are left out.
+    """
+    out: dict[str, int] = {}
+    for path in sorted(Path(run_dir).glob("*/checkpoint.pt")):
+        try:
+            spec = load_checkpoint(path)["behavior_spec"]
+        except (CheckpointError, KeyError):
+            continue
+        teams = list(spec.get("teams") or [0] * len(spec.get("agents", ())))
+        if teams:
+            out[spec["name"]] = max(teams.count(t) for t in set(teams))
+    return out

@@ -171,11 +171,64 @@ class RayRunners:
             self._owns_ray = start_or_connect(cfg.env_settings.ray_address, runtime_env=project_runtime_env())
         except RayError as exc:
             raise ConfigError(f"env_settings.ray_address: {exc}") from None
-        cls = _runner_class()
-        data = runner_config(cfg.model_dump(mode="json"), n)
-        self.runners = [cls.options(name=f"env-runner-{i}", max_restarts=self.max_restarts, max_task_retries=0)
-                        .remote(data, spec, factory, i, areas, seed) for i in range(n)]
+        self._data, self._seed = runner_config(cfg.model_dump(mode="json"), n), seed
         self._ray = ray
+        self.runners = self._start(spec, factory)
+
+    def _start(self, spec, factory) -> list:
+        cls = _runner_class()
+        self._generation = getattr(self, "_generation", -1) + 1  # respawned runners get names of their own
+        tag = "" if self._generation == 0 else f"-g{self._generation}"
+        return [cls.options(name=f"env-runner-{i}{tag}", max_restarts=self.max_restarts, max_task_retries=0)
+                .remote(self._data, spec, factory, i, self.areas, self._seed) for i in range(self.n)]
+
+    def _stop_runners(self) -> None:
+        """Close the runners' envs (30 s at most) and kill the actors."""
+        ray = self._ray
+        try:
+            ray.get([r.close.remote() for r in self.runners], timeout=30)
+        except Exception:  # noqa: BLE001 - a dead runner has nothing left to close
+            pass
+        for r in self.runners:
+            try:
+                ray.kill(r)
+            except Exception:  # noqa: BLE001
+                pass
+        self.runners = []
+
+    def _wait_gone(self, runners: list, timeout: float = 30.0) -> None:
+        """Wait (``timeout`` seconds at most) until killed runners are dead, so that their player ports are free
+        for the runners that replace them."""
+        ray = self._ray
+        deadline = time.monotonic() + timeout
+        for r in runners:
+            while time.monotonic() < deadline:
+                try:
+                    ray.get(r.horizon.remote(), timeout=1.0)
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+                    break
+                except ray.exceptions.GetTimeoutError:
+                    pass
+                time.sleep(0.2)
+
+    def pause(self) -> None:
+        """Close every runner's envs (Unity players) and kill the runners, waiting (30 s at most) until they are
+        gone so that their player ports are free; Ray stays up. :meth:`restart` starts new ones (agent slots that
+        grew, ``marl.grow``: the driver probes a player with more slots in between)."""
+        old = list(self.runners)
+        self._stop_runners()
+        self._wait_gone(old)
+
+    def restart(self, spec, factory, trainer=None) -> None:
+        """Start new runners for a new ``spec`` and ``factory`` after :meth:`pause` (each builds a copy of
+        ``trainer``'s algorithm for the new spec); the current environment parameters go with the next collect."""
+        from marl.selfplay import GhostTrainer
+
+        self.selfplay = trainer if isinstance(trainer, GhostTrainer) else None
+        self._horizon = None
+        if self._params is not None:  # new players: apply the current lesson's values again
+            self._params = (self._params[0] + 1, self._params[1], False)
+        self.runners = self._start(spec, factory)
 
     # --- the curriculum link (marl.run._CurriculumLink) drives the runners as it drives a local VecEnv ---
     def set_environment_parameters(self, values: dict) -> None:
@@ -269,17 +322,7 @@ class RayRunners:
 
     def close(self) -> None:
         """Close the runners' envs (Unity players) and tear down a Ray instance this run started."""
-        ray = self._ray
-        try:
-            ray.get([r.close.remote() for r in self.runners], timeout=30)
-        except Exception:  # noqa: BLE001 - a dead runner has nothing left to close
-            pass
-        for r in self.runners:
-            try:
-                ray.kill(r)
-            except Exception:  # noqa: BLE001
-                pass
-        self.runners = []
+        self._stop_runners()
         if self._owns_ray:
             from marl.raytools import shutdown
 

@@ -18,7 +18,9 @@ import torch
 from envs.registry import is_executable_path
 from envs.vector import VecEnv, cpu_count, default_factory
 from marl.algos.factory import make_trainer
-from marl.checkpoint import FORMAT, CheckpointError, CheckpointManager, TrainingStatus, load_checkpoint, spec_to_dict
+from marl import grow
+from marl.checkpoint import (FORMAT, CheckpointError, CheckpointManager, TrainingStatus, load_checkpoint, saved_agent_slots,
+                             spec_from_dict, spec_to_dict)
 from marl.config import ConfigError, RunConfig
 from marl.io import atomic_write_json, atomic_write_text
 from marl.reporting import StatsReporter
@@ -76,6 +78,32 @@ def seed_everything(seed: int) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+def _say(console, msg: str) -> None:
+    """One line for the user: on the console when there is one, else as a warning."""
+    if console is not None:
+        console.print(msg, markup=False, highlight=False, soft_wrap=True)
+    else:
+        import warnings
+
+        warnings.warn(msg, stacklevel=3)
+
+
+def _saved_spec(spec, states: dict[str, dict]):
+    """The :class:`envs.spec.EnvSpec` the checkpoints ``states`` (behavior -> checkpoint dict) were saved with:
+    ``spec`` with each saved behavior's slots (its ``behavior_spec``) and the saved state shape."""
+    from envs.spec import EnvSpec
+
+    behaviors = tuple(spec_from_dict(states[b.name]["behavior_spec"]) if b.name in states else b for b in spec.behaviors)
+    shape = next((tuple(s["state_shape"]) for s in states.values() if s.get("state_shape")), spec.state_shape)
+    return EnvSpec(spec.env_id, behaviors, shape, spec.turn_based, spec.state_is_obs)
+
+
+def _slots_differ(a, b) -> bool:
+    """Whether two env specs give some behavior different slots (count or teams)."""
+    return any((x.n_agents, tuple(x.teams)) != (b.behavior(x.name).n_agents, tuple(b.behavior(x.name).teams))
+               for x in a.behaviors if x.name in b.names)
 
 
 def _payload(trainer, cfg: RunConfig, spec, behavior: str, step: int, extra: dict) -> dict:
@@ -236,6 +264,10 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     use_ray = es.ray or es.ray_address is not None
     ray_timing = (0.0, 0.0)
     env_id, factory = env_factory(cfg, run_dir)
+    if ck.resume and hasattr(factory, "with_agent_slots"):  # slots that grew in the run so far (marl.grow)
+        saved = saved_agent_slots(run_dir)
+        if saved:
+            factory = factory.with_agent_slots(saved)
     probe = factory(0, None)
     spec = probe.spec
     probe.close()
@@ -245,14 +277,23 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     if unknown:
         raise ConfigError(f"behaviors.{sorted(unknown)[0]}: the env '{env_id}' has no such behavior "
                           f"(it has: {', '.join(spec.names)})")
-    trainer = make_trainer(spec, cfg, es.num_envs * (1 if is_executable_path(env_id) else es.num_areas), device)
+    n_copies = es.num_envs * (1 if is_executable_path(env_id) else es.num_areas)
+    trainer = make_trainer(spec, cfg, n_copies, device)
     status = TrainingStatus(run_dir)
     managers = {b: CheckpointManager(run_dir, b, cfg.behavior_settings(b).keep_checkpoints, status) for b in spec.names}
     step = 0
     if ck.resume:
-        for b, m in managers.items():
-            state = load_checkpoint(m.latest)
-            trainer.load_state_dict(b, state["trainer"])
+        states = {b: load_checkpoint(m.latest) for b, m in managers.items()}
+        saved_spec = _saved_spec(spec, states)
+        widen = _slots_differ(saved_spec, spec)  # the player now shows more agents than the run had slots for
+        for b, state in states.items():
+            try:
+                if widen:
+                    grow.load_widened(trainer, b, state["trainer"], saved_spec, spec)
+                else:
+                    trainer.load_state_dict(b, state["trainer"])
+            except grow.GrowError as exc:
+                raise CheckpointError(f"--resume: behavior '{b}': {exc}") from None
             step = max(step, int(state["step"]))
             trainer.load_extra(b, state.get("extra", {}))
     elif ck.initialize_from:
@@ -298,6 +339,52 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     def extra(b: str) -> dict:
         return trainer.extra_state(b)
 
+    needed: dict[str, dict[int, int]] = {}  # behavior -> team -> most agents live at once, when beyond the slots
+    refused: list[str] = []  # why the slots cannot grow (said once)
+
+    def grow_slots() -> None:
+        """Between rollouts: when some env copy had more agents of a behavior and team live at once than it has
+        slots, save, close the env workers, probe a player with ``agent_slots`` raised, build the trainer of
+        the new spec from the old one's state (networks widened, ``marl.grow``), restart the workers, save."""
+        nonlocal trainer, spec, factory, venv
+        short = grow.shortfall(spec, needed)
+        needed.clear()
+        if not short:
+            return
+        why = grow.refusal(trainer, cfg) or (None if hasattr(factory, "with_agent_slots") else
+                                             f"the slots of env '{env_id}' are its possible_agents (only a Unity "
+                                             "build's slots grow)")
+        if why:
+            if not refused:
+                refused.append(why)
+                _say(console, f"[WARNING] Agent slots cannot grow: {why}; the extra agents are not trained.")
+            return
+        before = {b: max(grow.team_slots(spec.behavior(b)).values()) for b in short}
+        save(snapshot=False)  # a resumable state from before the change, whatever happens next
+        if venv is not None:
+            venv.close()
+        if runners is not None:
+            runners.pause()  # their players' ports are free for the probe
+        new_factory = factory.with_agent_slots(short)
+        probe = new_factory(0, None)
+        new_spec = probe.spec
+        probe.close()
+        new_trainer = make_trainer(new_spec, cfg, n_copies, device)
+        grow.transfer(trainer, new_trainer, spec, new_spec)
+        trainer, spec, factory = new_trainer, new_spec, new_factory
+        if runners is not None:
+            runners.restart(spec, factory, trainer)
+            envs = runners
+        else:
+            venv = envs = VecEnv(factory, spec, es.num_envs, areas, seed=seed + step)
+        if curriculum is not None:  # the new players start at the current lesson
+            curriculum.venv = envs
+            envs.set_environment_parameters(curriculum.cur.values())
+        save(snapshot=False)  # the checkpoint now records the grown slots (--resume starts with them)
+        grown = ", ".join(f"{b} {before[b]} -> {max(grow.team_slots(spec.behavior(b)).values())}" for b in short)
+        _say(console, f"[INFO] Agent slots grew at step {step}: {grown} per team (more agents were live at once than "
+                      "slots); env workers restarted, networks widened, training goes on.")
+
     def save(snapshot: bool, final: bool = False) -> None:
         for b, m in managers.items():
             payload = _payload(trainer, cfg, spec, b, step, extra(b))
@@ -323,6 +410,7 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                 if runners is not None:
                     n, batch, t_wait, episodes = runners.collect(trainer.weights(), step, trainer.merge)
                     for ep in episodes:
+                        grow.note_needed(needed, ep)
                         reporter.add_episode(ep)
                         if curriculum is not None:
                             curriculum.add_episode(ep)
@@ -331,7 +419,8 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                     ray_timing = (ray_timing[0] + t_wait, ray_timing[1] + time.perf_counter() - t_learn)
                 else:
                     n, logs = trainer.collect_and_train(venv, step, on_episode=lambda e, s: (
-                        reporter.add_episode(s), curriculum.add_episode(s) if curriculum else None))
+                        grow.note_needed(needed, s), reporter.add_episode(s),
+                        curriculum.add_episode(s) if curriculum else None))
                 step += n
                 release_free_memory()
                 if curriculum is not None:
@@ -353,6 +442,8 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
                     t_hook = time.time()
                     between_rollouts(step)
                     t0 += time.time() - t_hook
+                if needed and step < max_steps:  # more agents than slots: grow them now (marl.grow)
+                    grow_slots()
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:  # every Ray env runner lost: stop with a resumable checkpoint

@@ -205,6 +205,23 @@ class UnityArrayEnvFactory:
         self.env_id = kwargs["env_path"] or "unity-editor"
         self.spec = None
 
+    def with_agent_slots(self, agent_slots: dict[str, int]) -> "UnityArrayEnvFactory":
+        """A new factory for the same player whose ``agent_slots`` are raised to ``agent_slots`` (behavior ->
+        slots per team; behaviors not named keep theirs). Its first call probes a player again
+        (:func:`unity_spec`), so a scene whose agents outnumbered the slots gets a spec with room for them
+        (slot growth: ``marl.grow``; ``--resume`` after growth). This factory is left unchanged.
+
+        Raises:
+            UnityEnvError: a value that is not an int >= 1.
+        """
+        bad = {k: v for k, v in agent_slots.items() if not isinstance(v, int) or v < 1}
+        if bad:
+            raise UnityEnvError(f"agent slots: expected {{behavior: slots per team >= 1}}, got {bad!r}")
+        slots = dict(self.agent_slots)
+        for name, n in agent_slots.items():
+            slots[name] = max(int(slots.get(name, 0)), int(n))
+        return UnityArrayEnvFactory(self.kwargs, {"agent_slots": slots, "discovery_steps": self.discovery_steps})
+
     def __call__(self, index: int, out: dict | None):
         from envs.adapter import ArrayEnv
 

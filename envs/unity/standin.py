@@ -24,6 +24,13 @@ What it does as a Unity player of the scene (``docs/soccer_spec.md``) would:
   step N of each episode (``done`` without ``max_step_reached``: the agent was disabled); with
   ``--respawn-delay D`` each comes back D steps later as a new agent with a **fresh agent id** (Unity
   gives a re-enabled or new agent a new id; an agent keeps its id from one episode to the next);
+* **agents instantiated mid-episode**: with ``--extra-agent-step S`` every area gets a fifth agent of
+  behavior SoccerTwos team 0 (blue) at step S of each episode, the first step from S on at which body 0
+  decides: a fresh agent id, the blue group's id, its first decision request at once, then a decision
+  whenever body 0 decides, and its own episode end (a terminal info) when the area's episode ends. It
+  has no body on the field (its observation is body 0's, its actions are checked and then ignored, it
+  shares the blue group's reward): it exists so that more agents of one behavior and team are live than
+  the trainer saw when it started (slot growth, ``docs/unity_contract.md``);
 * **decision periods** ``--decision-period`` (every agent) and ``--team1-decision-period`` (team 1),
   ``--stagger`` offsets; rewards accumulate between decisions (``Agent.AddReward``) and are sent with
   the next decision or terminal step;
@@ -82,6 +89,7 @@ ENV_PARAMS_CHANNEL = "534c891e-810f-11ea-a9d0-822485860400"
 STATS_CHANNEL = "a1d8f7b7-cec8-50f9-b78b-d3e165a78520"
 LOGGED_REJECTIONS = 20  # rejected actions logged one by one; later ones are only counted
 _DIM_NONE, _DIM_TE, _DIM_VARIABLE = 1, 2, 4  # mlagents DimensionProperty values
+EXTRA_BODY = 4  # the --extra-agent-step agent's index in an area (it has no body in the game)
 
 
 # ---------------------------------------------------------------------------------- wire encoding
@@ -157,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stagger", action="store_true", help="offset body k's decisions by k %% period")
     p.add_argument("--death-step", type=int, default=None, help="bodies 1 and 3 leave at this step")
     p.add_argument("--respawn-delay", type=int, default=None, help="they return as new agents this many steps later")
+    p.add_argument("--extra-agent-step", type=int, default=None,
+                   help="a fifth (body-less) blue agent appears at this step of every episode in every area")
     p.add_argument("--visual", action="store_true", help="add a CHW camera observation [3,12,20] to every agent")
     p.add_argument("--camera", action="store_true", help="team 1 is behavior SoccerTwosCamera (camera + vector)")
     p.add_argument("--camera-size", default="24x40", help="HxW of the --camera sensor (default 24x40)")
@@ -231,13 +241,16 @@ class _Area:
     def __init__(self, index: int, game: SoccerTwosEnv):
         self.index, self.game = index, game
         self.uid = [4 * index + k for k in range(4)]
-        self.acc_reward = np.zeros(4)
-        self.acc_group = np.zeros(4)
+        self.acc_reward = np.zeros(5)  # index 4: the --extra-agent-step agent
+        self.acc_group = np.zeros(5)
+        self.extra_uid: int | None = None  # the extra agent's id while it is live in this episode
+        self.extra_spawned = False
+        self.extra_obs: Any = None
         self.episode_steps = 0
         self.goals_at_start = np.zeros(2, np.int64)
 
     def group_id(self, body: int) -> int:
-        return 1 + 2 * self.index + body // 2
+        return 1 + 2 * self.index + (0 if body == EXTRA_BODY else body // 2)
 
     def take_reward(self, body: int) -> tuple[float, float]:
         """Reward and group reward accumulated since the body's last info (then cleared)."""
@@ -264,6 +277,8 @@ class StandinPlayer:
                                 team1_decision_period=args.team1_decision_period, stagger=args.stagger,
                                 death_step=args.death_step, respawn_delay=args.respawn_delay, visual=args.visual,
                                 rays=not args.no_rays, camera=args.camera, camera_shape=(3, h, w))
+        if args.extra_agent_step is not None and args.extra_agent_step < 1:
+            raise SystemExit(f"marl-unity-standin: --extra-agent-step {args.extra_agent_step}: expected a step >= 1")
         self.template = SoccerTwosEnv(**self.game_kwargs)  # validates the options; names the behaviors
         self.behaviors = sorted({self._behavior(k) for k in range(4)})
         self.areas: list[_Area] = []
@@ -281,6 +296,7 @@ class StandinPlayer:
 
     def _behavior(self, body: int) -> str:
         """Unity's behavior name of a body: ``Name?team=N`` (Behavior Parameters name and TeamId)."""
+        body = 0 if body == EXTRA_BODY else body  # the extra agent is blue (team 0), as body 0
         return f"{self.template.behavior_of_body(body)}?team={body // 2}"
 
     # ------------------------------------------------------------------------------ side channels
@@ -378,6 +394,7 @@ class StandinPlayer:
         area.episode_steps = 0
         area.goals_at_start = area.game.goals.copy()
         area.acc_reward[:] = area.acc_group[:] = 0.0
+        area.extra_uid, area.extra_spawned, area.extra_obs = None, False, None
         return obs
 
     def _end_episode_stats(self, area: _Area) -> None:
@@ -404,9 +421,10 @@ class StandinPlayer:
             infos.setdefault(b, []).append(self._info(area, body, uid, b, ob, True, max_step, r, g)[0])
         for area, body, ob in decisions:
             b = self._behavior(body)
-            data, mask = self._info(area, body, area.uid[body], b, ob, False, False, *area.take_reward(body))
+            uid = area.extra_uid if body == EXTRA_BODY else area.uid[body]
+            data, mask = self._info(area, body, uid, b, ob, False, False, *area.take_reward(body))
             infos.setdefault(b, []).append(data)
-            self.deciders[b].append((area.index, body, area.uid[body], mask))
+            self.deciders[b].append((area.index, body, uid, mask))
         init = UnityRLInitializationOutputProto()
         for b in self.behaviors:
             if b not in self.sent_brains and infos.get(b):
@@ -463,7 +481,7 @@ class StandinPlayer:
                              "(for an agent that did not ask)")
             for (area_index, body, uid, mask), a in zip(entries, acts):
                 values = self._check_action(b, uid, a, mask)
-                if values is not None:
+                if values is not None and body != EXTRA_BODY:  # the extra agent has no body to move
                     actions[area_index][self.areas[area_index].game.names[body]] = values
         for b in rl_input.agent_actions:
             if b not in self.deciders:
@@ -484,10 +502,16 @@ class StandinPlayer:
                     k = names_before.index(name)
                     area.acc_reward[k] += info["individual_reward"]
                     area.acc_group[k] += info["group_reward"]
+                    if k == 0 and area.extra_uid is not None:  # the extra agent shares the blue group's reward
+                        area.acc_group[EXTRA_BODY] += info["group_reward"]
             for k, name in enumerate(names_before):
                 if term.get(name) or trunc.get(name):
                     terminal.append((area, k, area.uid[k], obs[name], bool(trunc.get(name)) and not term.get(name),
                                      *area.take_reward(k)))
+            if not game.alive.any() and area.extra_uid is not None:  # the extra agent's episode ends with its area's
+                first = names_before[0]
+                terminal.append((area, EXTRA_BODY, area.extra_uid, obs.get(first, area.extra_obs),
+                                 bool(trunc.get(first)) and not term.get(first), *area.take_reward(EXTRA_BODY)))
             if not game.alive.any():  # the field resets itself: first decisions of the next episode
                 self._end_episode_stats(area)
                 obs = self._start_episode(area)
@@ -500,6 +524,15 @@ class StandinPlayer:
             for k, name in enumerate(game.names):
                 if game.alive[k] and name in obs and infos.get(name, {}).get("deciding"):
                     decisions.append((area, k, obs[name]))
+            first = game.names[0]
+            if (self.args.extra_agent_step is not None and game.alive[0] and first in obs
+                    and infos.get(first, {}).get("deciding")):
+                if not area.extra_spawned and area.episode_steps >= self.args.extra_agent_step:
+                    area.extra_uid, area.extra_spawned = self.next_uid, True  # Unity instantiates it: a fresh id
+                    self.next_uid += 1
+                if area.extra_uid is not None:
+                    area.extra_obs = obs[first]
+                    decisions.append((area, EXTRA_BODY, obs[first]))
         return self._output(terminal, decisions)
 
     def _reset(self) -> bytes:

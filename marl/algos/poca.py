@@ -540,3 +540,45 @@ class POCATrainer(ActorCriticTrainer):
         for n, w in weights.items():
             self.learners[n].actor.load_state_dict(w["actor"])
             self.learners[n].critic.load_state_dict(w["critic"])
+
+
+def widen_learner_state(learner: POCALearner, state: dict, old_env: EnvSpec, new_env: EnvSpec) -> dict:
+    """A :meth:`POCALearner.state_dict` saved when the env had fewer agent slots (``old_env``) made loadable by
+    ``learner`` (built for ``new_env``: slot growth, :mod:`marl.grow`), computing what it computed before.
+
+    * The attention critic takes any number of members; only its member-count input ``2 n / N - 1`` depends
+      on the group size ``N`` (the most slots of a team): the head's weight on it is scaled by ``N' / N``
+      and its bias moved by the difference, so ``V`` and the baselines of a group are unchanged.
+    * An actor with agent ids (``network_settings.agent_id: true``) has old slot ``j``'s id column moved to
+      its new index and zero columns for new slots (:func:`marl.grow.widen_module_state`; exact without an
+      input LayerNorm), with the Adam moments widened alike (new columns start at zero). Without ids (the
+      default) the actor is unchanged.
+
+    Args:
+        learner: the new learner; state: the old one's (``actor``, ``critic``, ``opt``); old_env, new_env: the
+            env specs before and after growth.
+
+    Returns:
+        a new state dict (``state`` is not modified).
+
+    Raises:
+        marl.grow.GrowError: a team lost slots, or a tensor changed shape in another way.
+    """
+    from marl import grow
+
+    old_b = old_env.behavior(learner.spec.name)
+    body_in = next(m for m in learner.actor.body if isinstance(m, nn.Linear)).in_features
+    ids = (grow.slot_columns(1, old_b.n_agents, learner.spec.n_agents, grow.slot_map(old_b, learner.spec))
+           if learner.n_ids else grow.identity_columns(0))
+    cols = grow.join_columns(grow.identity_columns(body_in - learner.n_ids), ids)
+    out = dict(state)
+    out["actor"] = grow.widen_module_state(learner.actor, state["actor"], cols)
+    critic = {k: v.clone() for k, v in state["critic"].items()}
+    n_old, n_new = int(GroupLayout.of(old_b).slots.shape[1]), int(learner.critic.max_members)
+    w = critic["head.weight"][:, -1].clone()  # the member count is the head's last input
+    critic["head.weight"][:, -1] = w * (n_new / n_old)
+    critic["head.bias"] = critic["head.bias"] + critic["head.weight"][:, -1] - w
+    out["critic"] = critic
+    if state.get("opt") is not None:
+        out["opt"] = grow.widen_adam_state(state["opt"], learner.actor, state["actor"], cols)
+    return out
