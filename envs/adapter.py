@@ -253,8 +253,11 @@ class ArrayEnv:
     def __init__(self, env_id: str, env_kwargs: dict | None = None, out: dict[str, np.ndarray] | None = None,
                  behavior_map: dict[str, str] | None = None, env: AECEnv | ParallelEnv | None = None,
                  seed: int | None = None, supersuit: list | None = None, image_layout: str = "auto",
-                 spec: EnvSpec | None = None):
+                 spec: EnvSpec | None = None, environment_parameters: dict | None = None):
         self.env = env if env is not None else make_env(env_id, env_kwargs)
+        self.env_id = env_id
+        if environment_parameters:  # before the first episode starts, as a Unity player gets them at connection
+            self.set_environment_parameters(environment_parameters)
         if image_layout not in IMAGE_LAYOUTS:
             raise EnvError(f"env_settings.image_layout: expected one of {', '.join(IMAGE_LAYOUTS)}, got {image_layout!r}")
         if image_layout == "auto" and (env_id.startswith("openspiel:") or env is not None and _is_unity(env)):
@@ -764,14 +767,28 @@ class ArrayEnv:
         return None
 
     def set_environment_parameters(self, values: dict) -> None:
-        """Pass ``environment_parameters`` to the env when it takes them (the Unity adapter does)."""
+        """Pass ``environment_parameters`` (``key -> float | sampler dict``) to the env, which applies them
+        from its next episode start: the Unity adapter (side channel) or any env, under any wrappers, with
+        a ``set_environment_parameters(values)`` method (``envs/games/soccer.py``).
+
+        Raises:
+            EnvError: the env reads no environment parameters, or refuses one (one line naming it).
+        """
+        if not values:
+            return
         env = self.env
         while env is not None:
             fn = getattr(env, "set_environment_parameters", None)
             if fn is not None:
-                fn(values)
+                try:
+                    fn(values)
+                except ValueError as exc:
+                    raise EnvError(f"env '{self.env_id}': {exc}") from None
                 return
             env = getattr(env, "env", None)
+        raise EnvError(f"environment_parameters ({', '.join(values)}): env '{self.env_id}' reads no environment "
+                       "parameters (Unity builds and envs with a set_environment_parameters method do, e.g. "
+                       "envs.games.soccer); remove the section, or give fixed values in env_settings.env_kwargs")
 
     def close(self) -> None:
         self.env.close()

@@ -210,17 +210,21 @@ class VecEnv:
 
 
 def default_factory(env_id: str, env_kwargs: dict | None, behavior_map: dict | None = None,
-                    supersuit: list | None = None, image_layout: str = "auto"):
-    """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs, ...)``."""
+                    supersuit: list | None = None, image_layout: str = "auto",
+                    environment_parameters: dict | None = None):
+    """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs, ...)``;
+    ``environment_parameters`` (``key -> float | sampler dict``, a curriculum's first lesson) reach each
+    env before its first episode (:meth:`envs.adapter.ArrayEnv.set_environment_parameters`)."""
     import functools
 
-    return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit, image_layout)
+    return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit, image_layout,
+                             environment_parameters)
 
 
 def _make_array_env(env_id: str, env_kwargs: dict | None, behavior_map: dict | None, supersuit: list | None,
-                    image_layout: str, index: int, out: dict | None) -> ArrayEnv:
+                    image_layout: str, environment_parameters: dict | None, index: int, out: dict | None) -> ArrayEnv:
     return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map, supersuit=supersuit,
-                    image_layout=image_layout)
+                    image_layout=image_layout, environment_parameters=environment_parameters)
 
 
 def cpu_count() -> int:

@@ -67,7 +67,11 @@ def env_factory(cfg: RunConfig, run_dir: Path | None = None) -> tuple[str, Calla
         from envs.unity import unity_factory  # Unity builds (envs/unity)
 
         return es.env_path, unity_factory(cfg, run_dir)
-    return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map, es.supersuit, es.image_layout)
+    from envs.unity.parameters import current_values  # curricula start at their first lesson
+
+    params = current_values(cfg.model_dump(mode="json")["environment_parameters"])
+    return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map, es.supersuit, es.image_layout,
+                                        params or None)
 
 
 def seed_everything(seed: int) -> int:

@@ -135,3 +135,28 @@ def test_mpe_state_built_from_observations_equals_env_state(env_id):
         np.testing.assert_array_equal(fast.out["state"], slow.out["state"])
         np.testing.assert_array_equal(fast.out["final_state"], slow.out["final_state"])
     assert ended == 2 and np.abs(fast.out["final_state"]).sum() > 0
+
+
+def test_environment_parameters_reach_an_in_process_game_and_are_refused_where_nothing_reads_them():
+    """YAML ``environment_parameters`` reach an env that reads them (the SoccerTwos game, as its Unity
+    scene does: drawn at each episode start) before its first episode; an env that reads none, or a
+    parameter the game does not read, stops with one line naming it."""
+    from envs.adapter import ArrayEnv
+    from envs.errors import EnvError
+
+    env = ArrayEnv("envs.games.soccer", {"max_steps": 20}, environment_parameters={"ball_touch": 1.0})
+    game = env.env.unwrapped if hasattr(env.env, "unwrapped") else env.env
+    assert game.ball_touch == 1.0  # the first episode already has it
+    env.set_environment_parameters({"ball_touch": {"sampler_type": "uniform",
+                                                   "sampler_parameters": {"min_value": 2.0, "max_value": 3.0}}})
+    draws = set()
+    for _ in range(4):
+        env.reset()
+        assert 2.0 <= game.ball_touch <= 3.0
+        draws.add(game.ball_touch)
+    assert len(draws) == 4  # re-drawn at every episode start
+    with pytest.raises(EnvError, match=r"environment_parameters.gravity: SoccerTwos reads only ball_touch"):
+        env.set_environment_parameters({"gravity": 9.8})
+    with pytest.raises(EnvError, match=r"environment_parameters \(ball_touch\): env 'mpe2.simple_spread_v3' reads no "
+                                       r"environment parameters"):
+        ArrayEnv("mpe2.simple_spread_v3", {}, environment_parameters={"ball_touch": 1.0})

@@ -213,6 +213,7 @@ class SoccerTwosEnv(ParallelEnv):
             raise ValueError("SoccerTwos: give camera (a camera behavior for team 1) or visual (an image for every "
                              "agent), not both")
         self.max_steps, self.ball_touch = int(max_steps), float(ball_touch)
+        self.parameters: dict = {}  # environment_parameters (set_environment_parameters)
         self.death_step, self.visual, self.rays, self.camera = death_step, bool(visual), bool(rays), bool(camera)
         self.camera_shape, self.respawn_delay = camera_shape, respawn_delay
         p1 = int(team1_decision_period or decision_period)
@@ -282,12 +283,36 @@ class SoccerTwosEnv(ParallelEnv):
         return self._state_space
 
     # ------------------------------------------------------------------------------ API
+    ENVIRONMENT_PARAMETERS = ("ball_touch",)
+    """The ``environment_parameters`` the game reads (the Unity scene reads the same one)."""
+
+    def set_environment_parameters(self, values: dict) -> None:
+        """ML-Agents' ``environment_parameters`` (YAML section; curricula pass their current lesson): each
+        value a float or a sampler dict, drawn at every episode start from the next one on, as the Unity
+        scene reads ``Academy.Instance.EnvironmentParameters.GetWithDefault("ball_touch", 0)``.
+
+        Raises:
+            ValueError: a parameter the game does not read, or a malformed value (one line naming it).
+        """
+        from envs.unity.parameters import draw_value
+
+        for key, value in values.items():
+            if key not in self.ENVIRONMENT_PARAMETERS:
+                raise ValueError(f"environment_parameters.{key}: SoccerTwos reads only "
+                                 f"{', '.join(self.ENVIRONMENT_PARAMETERS)}")
+            draw_value(key, value, np.random.default_rng(0))  # check it now, draw it at each reset
+        self.parameters = {**self.parameters, **dict(values)}
+
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start an episode; returns observations of the agents that decide at step 0."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         if options and "ball_touch" in options:
             self.ball_touch = float(options["ball_touch"])
+        elif "ball_touch" in self.parameters:  # read at each episode start, as the Unity scene does
+            from envs.unity.parameters import draw_value
+
+            self.ball_touch = draw_value("ball_touch", self.parameters["ball_touch"], self.rng)
         r = self.rng
         self.pos[:] = _START
         self.pos += r.uniform(-0.05, 0.05, (4, 2)).astype(np.float32)

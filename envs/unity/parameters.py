@@ -91,6 +91,40 @@ def current_values(environment_parameters: dict | None, lessons: dict[str, int] 
     return out
 
 
+def draw_value(key: str, value: Any, rng) -> float:
+    """One draw of an ``environment_parameters`` value (a float or a sampler dict, as
+    :func:`current_values` gives them), as Unity's ``SamplerFactory`` draws at each episode start; for
+    in-process games that read parameters (``envs/games/soccer.py``). ``rng``: a ``numpy`` Generator.
+
+    Raises:
+        ValueError: a value that is neither a float nor a known sampler, naming ``key``.
+    """
+    import numpy as np
+
+    value = _plain(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, dict) or "sampler_type" not in value:
+        raise ValueError(f"environment_parameters.{key}: expected a float, a sampler {{sampler_type, "
+                         f"sampler_parameters}} or a curriculum, got {value!r}")
+    kind, p = value["sampler_type"], value.get("sampler_parameters") or {}
+    try:
+        if kind == "constant":
+            return float(p["value"])
+        if kind == "uniform":
+            return float(rng.uniform(float(p["min_value"]), float(p["max_value"])))
+        if kind == "gaussian":
+            return float(rng.normal(float(p["mean"]), float(p["st_dev"])))
+        if kind == "multirangeuniform":
+            iv = np.asarray([tuple(map(float, x)) for x in p["intervals"]])
+            i = rng.choice(len(iv), p=(iv[:, 1] - iv[:, 0]) / (iv[:, 1] - iv[:, 0]).sum())
+            return float(rng.uniform(iv[i, 0], iv[i, 1]))
+    except KeyError as exc:
+        raise ValueError(f"environment_parameters.{key}: {kind} sampler needs sampler_parameters.{exc.args[0]}") from None
+    raise ValueError(f"environment_parameters.{key}: unknown sampler_type '{kind}' "
+                     "(expected uniform, gaussian, multirangeuniform or constant)")
+
+
 def apply_parameters(channel: EnvironmentParametersChannel, values: dict[str, Any], seed: int = 0) -> None:
     """Queue ``key -> float | sampler dict`` (as :func:`current_values` returns) on the channel.
 
