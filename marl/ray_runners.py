@@ -42,6 +42,11 @@ Unity players: runner ``i`` holds worker ``i`` (port ``--base-port + i``); playe
 player), written by the runner's node: on a local instance the driver's own folder (a relative
 ``--results-dir`` resolves as for the driver), on a cluster that node's disk.
 
+Agent slots that grow (``marl.grow``): the driver learns from the episodes the runners return that a player
+had more agents than slots; it then :meth:`RayRunners.pause` s the runners (players closed, actors killed and
+waited for, Ray stays up), probes a player with more slots, and :meth:`RayRunners.restart` s runners for the
+new spec with the widened trainer, as a local run restarts its ``VecEnv``.
+
 Faults: runners are created with ``max_restarts`` (``--max-lifetime-restarts``); a runner that dies
 mid-rollout (node lost, Unity player crashed past its restarts) loses its fragment (and its games, for
 Elo), Ray replaces it, training goes on with the other fragments and a warning line; losing every runner

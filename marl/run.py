@@ -248,6 +248,11 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
         between_rollouts: called with the env step after every rollout and update; the time it
             takes is left out of ``seconds`` (benchmarks sample the env's raw speed here).
 
+    Agent slots grow between rollouts when a Unity player had more agents of a behavior and team live at
+    once than slots (``marl.grow``, ``docs/unity_contract.md`` "Slots that grow"): checkpoint, players
+    restarted with ``agent_slots`` raised, trainer rebuilt with widened networks; ``--resume`` starts with
+    the slots of the checkpoint.
+
     Returns:
         ``{"step": final env step, "seconds": wall time (minus ``between_rollouts``), "interrupted": bool,
         "last_100": {behavior: mean per-agent return of the last 100 episodes},

@@ -8,7 +8,6 @@ import re
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -96,6 +95,33 @@ def test_widening_keeps_actions_and_values_of_the_old_slots(trainer_type):
         assert all(s["exp_avg"].shape == p.shape for s, p in zip(st.values(), Ln.actor.parameters()))
 
 
+def test_an_image_state_encoder_critic_widens_per_slot_encoding():
+    # a state of observations with a camera: MAPPO's critic encodes each slot (StateEncoder); the first dense
+    # layer's columns of each slot's encoding move with the slot and the new slot's are zero
+    sensors, size = ((3, 12, 20), (16,)), 3 * 12 * 20 + 16
+
+    def spec(n0, n1):
+        teams = (0,) * n0 + (1,) * n1
+        b = BehaviorSpec("SoccerTwos", tuple(f"SoccerTwos?team={t}?slot={i}" for i, t in enumerate(teams)), (size,),
+                         ActionSpec((3, 3, 3)), teams, sensors)
+        return EnvSpec("/opt/player", (b,), ((n0 + n1) * size,), state_is_obs=True)
+
+    cfg = _cfg("mappo", {"agent_id": True, "layer_norm": False, "vis_encode_type": "match3"})
+    old_spec, new_spec = spec(2, 2), spec(3, 3)
+    old, new = (make_trainer(s, cfg, 1, torch.device("cpu")) for s in (old_spec, new_spec))
+    Lo, Ln = old.learners["SoccerTwos"], new.learners["SoccerTwos"]
+    assert type(Ln.critic.encoder).__name__ == "StateEncoder"
+    grow.transfer(old, new, old_spec, new_spec)
+    smap = grow.slot_map(old_spec.behaviors[0], new_spec.behaviors[0])
+    obs = torch.rand(4, size)
+    padded = torch.rand(6, size)  # whatever the new slots observe: their columns have zero weights
+    padded[smap] = obs
+    with torch.no_grad():
+        vo = Lo.critic(obs.reshape(1, -1).repeat(4, 1), torch.eye(4))
+        vn = Ln.critic(padded.reshape(1, -1).repeat(4, 1), torch.eye(6)[smap])
+    assert torch.allclose(vo, vn, atol=1e-5), (vo, vn)
+
+
 def test_a_layer_norm_critic_moves_but_an_id_free_actor_is_unchanged():
     # the Unity default (no agent id, layer_norm true): the actor does not depend on the slots at all
     cfg = _cfg("mappo", {})
@@ -106,6 +132,11 @@ def test_a_layer_norm_critic_moves_but_an_id_free_actor_is_unchanged():
     sd_old, sd_new = old.actor("SoccerTwos").state_dict(), new.actor("SoccerTwos").state_dict()
     assert all(torch.equal(sd_old[k], sd_new[k]) for k in sd_old)
     assert grow.refusal(new, cfg) is None
+    ids_selfplay = cfg_of({"behaviors": {"SoccerTwos": {"trainer_type": "mappo", "network_settings": {"agent_id": True},
+                                                      "self_play": {"save_steps": 100}}},
+                           "env_settings": {"env_path": "/opt/player"}})
+    why = grow.refusal(make_trainer(_spec(2, 2), ids_selfplay, 1, torch.device("cpu")), ids_selfplay)
+    assert "self-play with agent ids" in (why or "")
     qmix = _cfg("qmix", {})
     assert "trainer_type qmix cannot widen" in (grow.refusal(make_trainer(_spec(2, 2, (5,)), qmix, 1, torch.device("cpu")),
                                                              qmix) or "")
@@ -121,13 +152,15 @@ CONFIG = {"behaviors": {"SoccerTwos": {"trainer_type": "mappo",
           "engine_settings": {"no_graphics": True}}
 
 
-def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False):
-    """``train`` in this process; returns (result, trainers built, [(env step, steps of the rollout, trainer,
-    valid experiences per slot of the rollout)], warnings)."""
+def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False, env_kwargs: dict | None = None, **behavior):
+    """``train`` in this process (``behavior``: settings over CONFIG's); returns (result, trainers built, [(env
+    step, steps of the rollout, trainers built so far, valid experiences per slot of the rollout)], warnings)."""
     data = {**CONFIG, "checkpoint_settings": {"run_id": "grow", "results_dir": str(tmp_path / "results"),
                                               "resume": resume}}
-    data["behaviors"]["SoccerTwos"]["max_steps"] = max_steps
+    data["behaviors"] = {"SoccerTwos": {**CONFIG["behaviors"]["SoccerTwos"], **behavior, "max_steps": max_steps}}
     data["env_settings"] = {**data["env_settings"], "base_port": free_port(2, 31000, 33000)}
+    if env_kwargs:
+        data["env_settings"]["env_kwargs"] = env_kwargs
     cfg = cfg_of(data)
     built = []
     real = marl.run.make_trainer
@@ -150,6 +183,7 @@ def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False):
     return out, built, rollouts, [str(w.message) for w in caught]
 
 
+@pytest.mark.slow
 def test_run_grows_slots_trains_the_new_agent_and_resumes_with_them(tmp_path, monkeypatch):
     out, built, rollouts, msgs = _run(tmp_path, monkeypatch, 1500)
     assert out["step"] >= 1500 and not out["interrupted"]
@@ -176,3 +210,62 @@ def test_run_grows_slots_trains_the_new_agent_and_resumes_with_them(tmp_path, mo
     assert [t.spec.behaviors[0].n_agents for t in built2] == [6], msgs2
     assert not any("Agent slots grew" in m or "agents at once" in m for m in msgs2)
     assert rollouts2[0][0] > out["step"] and out2["step"] >= 2500
+
+
+@pytest.mark.slow
+def test_self_play_keeps_its_teams_elo_and_window_through_growth(tmp_path, monkeypatch):
+    transfers = []
+    real = grow.transfer
+
+    def recording(old, new, old_spec, new_spec):
+        real(old, new, old_spec, new_spec)
+        after = new.extra_state("SoccerTwos")
+        transfers.append((old.extra_state("SoccerTwos"), after, new,
+                          [Path(e["path"]).is_file() for e in after["selfplay"]["snapshots"]]))
+
+    monkeypatch.setattr(grow, "transfer", recording)
+    out, built, rollouts, msgs = _run(tmp_path, monkeypatch, 1000, trainer_type="poca",
+                                      self_play={"save_steps": 100, "team_change": 100000, "swap_steps": 100,
+                                                 "window": 3})
+    assert not out["interrupted"] and [t.spec.behaviors[0].n_agents for t in built] == [4, 6], msgs
+    (before, after, new, files), = transfers
+    sp = before["selfplay"]
+    assert sp["games"] > 0 and sp["snapshots"] and after == before  # Elo, team, counters and window carried over
+    assert files and all(files)  # the new ghost's window was read back from the snapshot files
+    ghost = new.ghosts["SoccerTwos"]
+    assert [t.tolist() for t in ghost.teams] == [[0, 1, 2], [3, 4, 5]] and ghost.learning_team == 0
+    assert new.collector.learning["SoccerTwos"].tolist() == [[True] * 3 + [False] * 3]
+    # after growth: the learning team's new slot is trained on, the opponents' slots never are
+    later = [r for r in rollouts if r[2] == 2]
+    assert later and all(r[3][2] > 0 and r[3][3:] == [0, 0, 0] for r in later), later
+    ck = load_checkpoint(tmp_path / "results" / "grow" / "SoccerTwos" / "checkpoint.pt")
+    assert ck["extra"]["selfplay"]["games"] > sp["games"] and len(ck["behavior_spec"]["agents"]) == 6
+
+
+@pytest.mark.slow
+def test_resume_with_more_slots_widens_the_saved_networks(tmp_path, monkeypatch):
+    # one rollout, too short to grow: the checkpoint has 2 slots per team
+    out, built, _, _ = _run(tmp_path, monkeypatch, 100)
+    assert [t.spec.behaviors[0].n_agents for t in built] == [4]
+    saved = load_checkpoint(tmp_path / "results" / "grow" / "SoccerTwos" / "checkpoint.pt")
+    assert len(saved["behavior_spec"]["agents"]) == 4
+    # resumed with agent_slots preallocating 3 per team: the saved networks are widened, not refused
+    loaded = []
+    real = grow.load_widened
+
+    def recording(trainer, b, *a, **kw):
+        real(trainer, b, *a, **kw)
+        loaded.append({k: v.clone() for k, v in trainer.learners[b].critic.state_dict().items()})
+
+    monkeypatch.setattr(grow, "load_widened", recording)
+    out2, built2, rollouts2, msgs2 = _run(tmp_path, monkeypatch, 600, resume=True,
+                                          env_kwargs={"agent_slots": {"SoccerTwos": 3}})
+    assert [t.spec.behaviors[0].n_agents for t in built2] == [6] and out2["step"] >= 600
+    assert not any("agents at once" in m for m in msgs2), msgs2
+    assert all(r[3][2] > 0 for r in rollouts2)  # the third blue slot is trained on from the first rollout
+    # the first dense layer of the critic (after its input LayerNorm): 16 observation columns per slot
+    (critic,) = loaded
+    w_old, w_new = saved["trainer"]["critic"]["body.1.weight"], critic["body.1.weight"]
+    assert w_old.shape[1] == 4 * 16 and w_new.shape[1] == 6 * 16
+    assert torch.equal(w_new[:, :32], w_old[:, :32]) and torch.equal(w_new[:, 48:80], w_old[:, 32:64])  # moved
+    assert not w_new[:, 32:48].any() and not w_new[:, 80:].any()  # the new slots' columns start at zero

@@ -97,7 +97,8 @@ def unity_spec(env, env_id: str, agent_slots: dict[str, int] | None = None, step
     Behaviors: Unity's ``Name?team=N`` of every team become one trainer behavior ``Name`` (their
     sensors and actions must agree). Slots: per behavior and team, the most agents seen live at once
     (over all training areas), raised to ``agent_slots[Name]`` when given (agents that appear later,
-    e.g. spawned mid-game, need it); team-major order; labels ``Name?team=N?slot=i``. State: the
+    e.g. spawned mid-game, get their slots from it, or when the run grows the slots: ``marl.grow``,
+    :meth:`UnityArrayEnvFactory.with_agent_slots`); team-major order; labels ``Name?team=N?slot=i``. State: the
     slots' observations concatenated (Unity has no global state). The probe acts with the first
     allowed action of every branch, so a masked scene sees no invalid action.
 
