@@ -1,7 +1,7 @@
 """Does a self-play run get stronger? Rate its kept checkpoints against each other (Bradley-Terry).
 
     .venv/bin/python benchmarks/checkpoint_ladder.py results/<run-id> [--behavior SoccerTwos] [--games 40]
-        [--env-kwarg ball_touch=0.0] [--random]
+        [--env-kwarg ball_touch=0.0] [--random] [--env envs.games.soccer --env-kwarg rays=true]
 
 Training's ``Self-play/ELO`` rates the learner against its own recent snapshots, which improve with it, so
 it stays near its start while the policy gets better (ML-Agents' SoccerTwos Elo needs millions of steps to
@@ -36,11 +36,13 @@ def main() -> int:
     p.add_argument("--games", type=int, default=40, help="games per pair, split over both teams")
     p.add_argument("--env-kwarg", action="append", default=[], help="KEY=VALUE (YAML value) overriding env_kwargs")
     p.add_argument("--random", action="store_true", help="add a uniform-random player")
+    p.add_argument("--env", default=None, help="play on this env instead of the run's (a run trained on a Unity "
+                   "build or the stand-in, rated in-process on the same game: envs.games.soccer with rays=true)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     run = Path(a.run_dir)
     overrides = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in a.env_kwarg)}
-    _, make_env = env_maker(run, overrides=overrides)
+    _, make_env = env_maker(run, a.env, overrides=overrides)
 
     players: dict[str, str] = {}
     for f in sorted((run / a.behavior).glob(f"{a.behavior}-*.pt"), key=lambda f: int(re.findall(r"\d+", f.stem)[-1])):

@@ -583,6 +583,8 @@ class StandinPlayer:
             self.next_uid = 4 * n_areas
             self.log(f"Connected: trainer {ini.package_version}, communication {ini.communication_version}, "
                      f"seed {ini.seed}, {n_areas} training area(s), behaviors {', '.join(self.behaviors)}")
+            self.log("Scene: " + ", ".join(f"{k}={v}" for k, v in self.game_kwargs.items())
+                     + f", extra_agent_step={self.args.extra_agent_step}")
             message = exchange(UnityMessageProto(header=HeaderProto(status=200)).SerializeToString())
             while True:
                 if message.header.status != 200:
