@@ -152,7 +152,8 @@ CONFIG = {"behaviors": {"SoccerTwos": {"trainer_type": "mappo",
           "engine_settings": {"no_graphics": True}}
 
 
-def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False, env_kwargs: dict | None = None, **behavior):
+def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False, env_kwargs: dict | None = None,
+         ray: bool = False, **behavior):
     """``train`` in this process (``behavior``: settings over CONFIG's); returns (result, trainers built, [(env
     step, steps of the rollout, trainers built so far, valid experiences per slot of the rollout)], warnings)."""
     data = {**CONFIG, "checkpoint_settings": {"run_id": "grow", "results_dir": str(tmp_path / "results"),
@@ -161,6 +162,8 @@ def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False, env_
     data["env_settings"] = {**data["env_settings"], "base_port": free_port(2, 31000, 33000)}
     if env_kwargs:
         data["env_settings"]["env_kwargs"] = env_kwargs
+    if ray:
+        data["env_settings"]["ray"] = True
     cfg = cfg_of(data)
     built = []
     real = marl.run.make_trainer
@@ -173,7 +176,7 @@ def _run(tmp_path: Path, monkeypatch, max_steps: int, resume: bool = False, env_
     rollouts, last = [], [0]
 
     def hook(step):
-        buf = built[-1].collector.buffers["SoccerTwos"]
+        buf = built[-1].collector.buffers["SoccerTwos"]  # (empty on Ray: the runners collect)
         rollouts.append((step, step - last[0], len(built), buf.valid[: buf.t].sum(axis=(0, 1)).tolist()))
         last[0] = step
 
@@ -269,3 +272,18 @@ def test_resume_with_more_slots_widens_the_saved_networks(tmp_path, monkeypatch)
     assert w_old.shape[1] == 4 * 16 and w_new.shape[1] == 6 * 16
     assert torch.equal(w_new[:, :32], w_old[:, :32]) and torch.equal(w_new[:, 48:80], w_old[:, 32:64])  # moved
     assert not w_new[:, 32:48].any() and not w_new[:, 80:].any()  # the new slots' columns start at zero
+
+
+@pytest.mark.slow
+def test_ray_runners_are_restarted_with_the_grown_slots(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    out, built, rollouts, msgs = _run(tmp_path, monkeypatch, 700, ray=True)
+    assert not out["interrupted"] and out["step"] >= 700 and not ray.is_initialized()
+    assert [t.spec.behaviors[0].n_agents for t in built] == [4, 6]
+    assert any(m.startswith("[INFO] Agent slots grew") and "2 -> 3 per team" in m for m in msgs), msgs
+    steps = [r[1] for r in rollouts]
+    assert steps[0] == 128 and max(steps[1:]) < 128, steps  # a third blue agent fills the buffer sooner
+    # probe, runner, probe with more slots, new runner on the same port: every action answered a live request
+    logs = (tmp_path / "results" / "grow" / "run_logs" / "Player-0.log").read_text()
+    checks = re.findall(r"Action check: (\d+) actions received, (\d+) rejected", logs)
+    assert len(checks) == 4 and all(r == "0" for _, r in checks), checks
