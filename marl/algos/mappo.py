@@ -768,8 +768,8 @@ def widen_learner_state(learner: PPOLearner, state: dict, old_env: EnvSpec, new_
       get zero weights;
     * MAPPO's centralised critic on a state of every slot's observation (``EnvSpec.state_is_obs``): the
       first layer's columns of each slot's (encoded, :class:`marl.networks.StateEncoder`) observation move
-      with the slot, new slots' columns are zero, so ``V`` of the old slots is unchanged while the new
-      slots are absent (zero observations);
+      with the slot, new slots' columns are zero, so ``V`` of the old slots is unchanged whatever the new
+      slots observe (until training changes those weights);
     * the Adam moments of those tensors (new columns start at zero, as in a fresh optimiser; the rest and
       the step counts are kept). Value normaliser and per-sensor encoders do not depend on the slots.
 
