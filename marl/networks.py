@@ -148,7 +148,8 @@ def _image_ok(shape: tuple[int, ...], net: NetworkSettings, warn: bool = True) -
 
             warnings.warn(f"image sensor {list(shape)} is smaller than vis_encode_type '{net.vis_encode_type}' takes "
                           f"({need}x{need} pixels): flattened into the dense layers ({int(torch.Size(shape).numel())} "
-                          "inputs); pick a smaller encoder (match3: 5, resnet: 15, simple: 20) to keep it an image",
+                          "inputs; in a MAPPO centralised critic's state too, once per agent); pick a smaller encoder "
+                          "(match3: 5, resnet: 15, simple: 20) to keep it an image",
                           stacklevel=3)
         return False
     return True
@@ -231,18 +232,10 @@ def make_state_encoder(parts: StateParts | None, net: NetworkSettings) -> StateE
     """A :class:`StateEncoder` when the state is observations concatenated (``parts`` given) and some
     behavior has an image sensor that ``net.vis_encode_type`` takes; else None (the critic reads the flat
     state, as it always has: vector-only states and real ``env.state()`` keep their networks). Images
-    below the encoder's minimum are flattened into the critic's dense layers, with one warning line naming them."""
+    below the encoder's minimum are flattened into the critic's dense layers too; the one warning line of the
+    behavior's actor (:func:`_image_ok`) says so, so the run warns once per sensor."""
     if not parts:
         return None
-    small = sorted({tuple(int(x) for x in s) for _, sensors in parts for s in sensors
-                    if len(s) == 3 and not _image_ok(tuple(s), net, warn=False)})
-    if small:
-        import warnings
-
-        warnings.warn(f"MAPPO's centralised critic: image sensor(s) {', '.join(str(list(s)) for s in small)} are smaller "
-                      f"than vis_encode_type '{net.vis_encode_type}' takes ({MIN_RESOLUTION[net.vis_encode_type]} pixels): "
-                      "flattened into the critic's dense layers for every agent of the state; pick a smaller encoder "
-                      "(match3: 5, resnet: 15, simple: 20)", stacklevel=3)
     if not any(_image_ok(tuple(s), net, warn=False) for _, sensors in parts for s in sensors):
         return None
     return StateEncoder(parts, net)

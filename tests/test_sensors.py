@@ -268,9 +268,10 @@ def test_uint8_frames_are_stored_as_uint8_and_scaled_to_0_1_at_the_networks_inpu
     np.testing.assert_array_equal(d_t, d_o)
 
 
-def test_an_image_state_and_small_critic_images_are_named_in_one_warning():
-    from marl.networks import make_state_encoder, warn_image_state
+def test_an_image_state_and_small_images_are_named_in_one_warning_each():
+    from envs.spec import ActionSpec
     from marl.config import NetworkSettings
+    from marl.networks import Actor, make_state_encoder, warn_image_state
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -283,6 +284,9 @@ def test_an_image_state_and_small_critic_images_are_named_in_one_warning():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         enc = make_state_encoder(((2, ((3, 12, 20), (8,))), (2, ((3, 24, 40), (8,)))), net)
+    assert enc is not None and not caught  # the 24x40 camera is encoded; the 12x20 one is the actor's warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Actor(720, 0, ActionSpec((3,)), net, (3, 12, 20))
     msgs = [str(w.message) for w in caught]
-    assert enc is not None  # the 24x40 camera is encoded ...
-    assert len(msgs) == 1 and "[3, 12, 20]" in msgs[0] and "critic" in msgs[0], msgs  # ... the 12x20 one named
+    assert len(msgs) == 1 and "[3, 12, 20]" in msgs[0] and "centralised critic" in msgs[0], msgs
