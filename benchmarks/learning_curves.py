@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 BIN = Path(sys.executable).parent
-SUMMARY = re.compile(r"\[INFO\] (\S+)\. Step: (\d+)\..*?Mean Reward: (-?[\d.]+|nan)")
+SUMMARY = re.compile(r"\[INFO\] (\S+)\. Step: (\d+)\..*?Mean Reward: (-?\d+(?:\.\d+)?|nan)")
 
 
 def _config_copy(config: Path, max_steps: int | None, out: Path) -> Path:
@@ -49,15 +49,20 @@ def _evaluate(run_dir: Path, episodes: int, extra: list[str], timeout: float) ->
 def run_seed(config: Path, seed: int, out: Path, episodes: int, timeout: float) -> dict:
     """Train one seed, then score its final policies and the random baseline. Returns the seed's figures."""
     run_id = f"{config.stem}-s{seed}"
+    log = out / f"{run_id}.log"
     t0 = time.time()
-    proc = subprocess.run([str(BIN / "marl-learn"), str(config), "--seed", str(seed), "--run-id", run_id,
-                           "--results-dir", str(out), "--force"], capture_output=True, text=True, timeout=timeout)
-    seconds = time.time() - t0
-    (out / f"{run_id}.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"marl-learn seed {seed} failed (exit {proc.returncode}); see {out / (run_id + '.log')}")
+    if log.is_file() and "Training finished" in log.read_text():  # trained by an earlier call: score it again
+        text, seconds = log.read_text(), float("nan")
+    else:
+        proc = subprocess.run([str(BIN / "marl-learn"), str(config), "--seed", str(seed), "--run-id", run_id,
+                               "--results-dir", str(out), "--force"], capture_output=True, text=True, timeout=timeout)
+        seconds = time.time() - t0
+        text = proc.stdout + proc.stderr
+        log.write_text(text)
+        if proc.returncode != 0:
+            raise SystemExit(f"marl-learn seed {seed} failed (exit {proc.returncode}); see {log}")
     curve: dict[str, list[tuple[int, float]]] = {}
-    for name, step, reward in SUMMARY.findall(proc.stdout):
+    for name, step, reward in SUMMARY.findall(text):
         curve.setdefault(name, []).append((int(step), float(reward)))
     run_dir = out / run_id
     trained = _evaluate(run_dir, episodes, ["--stochastic", "--seed", str(seed)], timeout)
