@@ -52,29 +52,43 @@ def apply_engine(channel: EngineConfigurationChannel, engine: dict | None) -> No
     channel.set_configuration_parameters(**kw)
 
 
-def _send_value(channel: EnvironmentParametersChannel, key: str, value: Any, seed: int) -> None:
+def parse_value(key: str, value: Any) -> tuple[str, tuple[float, ...]]:
+    """An ``environment_parameters`` value (a float or a sampler dict) as ``(kind, numbers)``: ``("constant",
+    (v,))``, ``("uniform", (min, max))``, ``("gaussian", (mean, st_dev))`` or ``("multirangeuniform",
+    (lo0, hi0, lo1, hi1, ...))`` (Unity's ``SamplerFactory`` kinds).
+
+    Raises:
+        UnityEnvError: neither a float nor a known, complete sampler (one line naming ``key``).
+    """
     value = _plain(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        channel.set_float_parameter(key, float(value))
-        return
+        return "constant", (float(value),)
     if not isinstance(value, dict) or "sampler_type" not in value:
         raise UnityEnvError(f"environment_parameters.{key}: expected a float, a sampler "
                             f"{{sampler_type, sampler_parameters}} or a curriculum, got {value!r}")
     kind, p = value["sampler_type"], value.get("sampler_parameters") or {}
+    fields = {"constant": ("value",), "uniform": ("min_value", "max_value"), "gaussian": ("mean", "st_dev")}
     try:
-        if kind == "constant":
-            channel.set_float_parameter(key, float(p["value"]))
-        elif kind == "uniform":
-            channel.set_uniform_sampler_parameters(key, float(p["min_value"]), float(p["max_value"]), seed)
-        elif kind == "gaussian":
-            channel.set_gaussian_sampler_parameters(key, float(p["mean"]), float(p["st_dev"]), seed)
-        elif kind == "multirangeuniform":
-            channel.set_multirangeuniform_sampler_parameters(key, [tuple(map(float, iv)) for iv in p["intervals"]], seed)
-        else:
-            raise UnityEnvError(f"environment_parameters.{key}: unknown sampler_type '{kind}' "
-                                "(expected uniform, gaussian, multirangeuniform or constant)")
+        if kind in fields:
+            return kind, tuple(float(p[f]) for f in fields[kind])
+        if kind == "multirangeuniform":
+            return kind, tuple(float(x) for iv in p["intervals"] for x in iv)
     except KeyError as exc:
         raise UnityEnvError(f"environment_parameters.{key}: {kind} sampler needs sampler_parameters.{exc.args[0]}") from None
+    raise UnityEnvError(f"environment_parameters.{key}: unknown sampler_type '{kind}' "
+                        "(expected uniform, gaussian, multirangeuniform or constant)")
+
+
+def _send_value(channel: EnvironmentParametersChannel, key: str, value: Any, seed: int) -> None:
+    kind, v = parse_value(key, value)
+    if kind == "constant":
+        channel.set_float_parameter(key, v[0])
+    elif kind == "uniform":
+        channel.set_uniform_sampler_parameters(key, v[0], v[1], seed)
+    elif kind == "gaussian":
+        channel.set_gaussian_sampler_parameters(key, v[0], v[1], seed)
+    else:
+        channel.set_multirangeuniform_sampler_parameters(key, list(zip(v[0::2], v[1::2])), seed)
 
 
 def current_values(environment_parameters: dict | None, lessons: dict[str, int] | None = None) -> dict[str, Any]:
@@ -92,37 +106,24 @@ def current_values(environment_parameters: dict | None, lessons: dict[str, int] 
 
 
 def draw_value(key: str, value: Any, rng) -> float:
-    """One draw of an ``environment_parameters`` value (a float or a sampler dict, as
-    :func:`current_values` gives them), as Unity's ``SamplerFactory`` draws at each episode start; for
-    in-process games that read parameters (``envs/games/soccer.py``). ``rng``: a ``numpy`` Generator.
+    """One draw of an ``environment_parameters`` value (:func:`parse_value`), as Unity's samplers draw at each
+    episode start; for in-process games that read parameters (``envs/games/soccer.py``). ``rng``: a
+    ``numpy`` Generator.
 
     Raises:
-        ValueError: a value that is neither a float nor a known sampler, naming ``key``.
+        UnityEnvError (a ``ValueError``): a value that is neither a float nor a known sampler, naming ``key``.
     """
-    import numpy as np
-
-    value = _plain(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, dict) or "sampler_type" not in value:
-        raise ValueError(f"environment_parameters.{key}: expected a float, a sampler {{sampler_type, "
-                         f"sampler_parameters}} or a curriculum, got {value!r}")
-    kind, p = value["sampler_type"], value.get("sampler_parameters") or {}
-    try:
-        if kind == "constant":
-            return float(p["value"])
-        if kind == "uniform":
-            return float(rng.uniform(float(p["min_value"]), float(p["max_value"])))
-        if kind == "gaussian":
-            return float(rng.normal(float(p["mean"]), float(p["st_dev"])))
-        if kind == "multirangeuniform":
-            iv = np.asarray([tuple(map(float, x)) for x in p["intervals"]])
-            i = rng.choice(len(iv), p=(iv[:, 1] - iv[:, 0]) / (iv[:, 1] - iv[:, 0]).sum())
-            return float(rng.uniform(iv[i, 0], iv[i, 1]))
-    except KeyError as exc:
-        raise ValueError(f"environment_parameters.{key}: {kind} sampler needs sampler_parameters.{exc.args[0]}") from None
-    raise ValueError(f"environment_parameters.{key}: unknown sampler_type '{kind}' "
-                     "(expected uniform, gaussian, multirangeuniform or constant)")
+    kind, v = parse_value(key, value)
+    if kind == "constant":
+        return v[0]
+    if kind == "uniform":
+        return float(rng.uniform(v[0], v[1]))
+    if kind == "gaussian":
+        return float(rng.normal(v[0], v[1]))
+    lo, hi = v[0::2], v[1::2]
+    widths = [h - l for l, h in zip(lo, hi)]
+    i = int(rng.choice(len(lo), p=[w / sum(widths) for w in widths]))
+    return float(rng.uniform(lo[i], hi[i]))
 
 
 def apply_parameters(channel: EnvironmentParametersChannel, values: dict[str, Any], seed: int = 0) -> None:
