@@ -39,8 +39,9 @@ def _rss_mb(pid: int) -> float | None:
 
 def one_run(config: Path, tmp: Path, run_id: str, timeout: float) -> dict:
     """One ``marl-learn`` run; returns its speeds (env steps/s) and RSS figures (MB)."""
+    err = open(tmp / f"{run_id}.stderr", "w+")  # a file, not a pipe: nothing blocks on unread warnings
     proc = subprocess.Popen([str(BIN / "marl-learn"), str(config), "--run-id", run_id, "--results-dir", str(tmp),
-                             "--force", "--seed", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--force", "--seed", "1"], stdout=subprocess.DEVNULL, stderr=err, text=True)
     samples: list[float] = []
     t0 = time.time()
     try:
@@ -55,8 +56,11 @@ def one_run(config: Path, tmp: Path, run_id: str, timeout: float) -> dict:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+    err.seek(0)
+    tail = err.read()[-2000:]
+    err.close()
     if proc.returncode != 0:
-        raise SystemExit(f"marl-learn {config} failed: {proc.stderr.read()[-2000:]}")
+        raise SystemExit(f"marl-learn {config} failed: {tail}")
     timers = json.loads((tmp / run_id / "run_logs" / "timers.json").read_text())
     steps = timers["metadata"]["end_step"]
     loop = timers["children"]["env_step"]["total"] + timers["children"]["trainer_update"]["total"]

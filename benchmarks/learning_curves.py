@@ -30,9 +30,10 @@ SUMMARY = re.compile(r"\[INFO\] (\S+)\. Step: (\d+)\..*?Mean Reward: (-?\d+(?:\.
 
 def _config_copy(config: Path, max_steps: int | None, out: Path) -> Path:
     data = yaml.safe_load(config.read_text())
-    if max_steps:
+    if max_steps:  # behaviors that do not train (max_steps below one rollout: a fixed opponent) stay so
         for b in data["behaviors"].values():
-            b["max_steps"] = int(max_steps)
+            if int(b.get("max_steps", 500000)) > 1000:
+                b["max_steps"] = int(max_steps)
     path = out / config.name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -253,11 +253,20 @@ class ArrayEnv:
     def __init__(self, env_id: str, env_kwargs: dict | None = None, out: dict[str, np.ndarray] | None = None,
                  behavior_map: dict[str, str] | None = None, env: AECEnv | ParallelEnv | None = None,
                  seed: int | None = None, supersuit: list | None = None, image_layout: str = "auto",
-                 spec: EnvSpec | None = None, environment_parameters: dict | None = None):
+                 spec: EnvSpec | None = None, environment_parameters: dict | None = None,
+                 parameters_required: bool = True):
         self.env = env if env is not None else make_env(env_id, env_kwargs)
         self.env_id = env_id
         if environment_parameters:  # before the first episode starts, as a Unity player gets them at connection
-            self.set_environment_parameters(environment_parameters)
+            try:
+                self.set_environment_parameters(environment_parameters)
+            except EnvError as exc:
+                if parameters_required or "reads no environment parameters" not in str(exc):
+                    self.env.close()
+                    raise
+                import warnings
+
+                warnings.warn(f"{exc}; playing without them", stacklevel=2)
         if image_layout not in IMAGE_LAYOUTS:
             raise EnvError(f"env_settings.image_layout: expected one of {', '.join(IMAGE_LAYOUTS)}, got {image_layout!r}")
         if image_layout == "auto" and (env_id.startswith("openspiel:") or env is not None and _is_unity(env)):

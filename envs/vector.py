@@ -173,8 +173,9 @@ class VecEnv:
             self._recv(conn)
 
     def set_environment_parameters(self, values: dict) -> None:
-        """Send ``environment_parameters`` values (floats / sampler dicts) to every copy's env
-        (Unity's EnvironmentParameters side channel); envs without parameters ignore them."""
+        """Send ``environment_parameters`` values (floats / sampler dicts) to every copy's env (Unity's
+        EnvironmentParameters side channel, or the env's ``set_environment_parameters``); they apply from each
+        copy's next episode. Raises :class:`envs.registry.EnvError` when the env reads none of them."""
         if not self._procs:
             for env in self._envs:
                 env.set_environment_parameters(values)
@@ -211,20 +212,23 @@ class VecEnv:
 
 def default_factory(env_id: str, env_kwargs: dict | None, behavior_map: dict | None = None,
                     supersuit: list | None = None, image_layout: str = "auto",
-                    environment_parameters: dict | None = None):
+                    environment_parameters: dict | None = None, parameters_required: bool = True):
     """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs, ...)``;
     ``environment_parameters`` (``key -> float | sampler dict``, a curriculum's first lesson) reach each
-    env before its first episode (:meth:`envs.adapter.ArrayEnv.set_environment_parameters`)."""
+    env before its first episode (:meth:`envs.adapter.ArrayEnv.set_environment_parameters`); an env that
+    reads none is an error, or with ``parameters_required=False`` (evaluation) a warning."""
     import functools
 
     return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit, image_layout,
-                             environment_parameters)
+                             environment_parameters, parameters_required)
 
 
 def _make_array_env(env_id: str, env_kwargs: dict | None, behavior_map: dict | None, supersuit: list | None,
-                    image_layout: str, environment_parameters: dict | None, index: int, out: dict | None) -> ArrayEnv:
+                    image_layout: str, environment_parameters: dict | None, parameters_required: bool, index: int,
+                    out: dict | None) -> ArrayEnv:
     return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map, supersuit=supersuit,
-                    image_layout=image_layout, environment_parameters=environment_parameters)
+                    image_layout=image_layout, environment_parameters=environment_parameters,
+                    parameters_required=parameters_required)
 
 
 def cpu_count() -> int:

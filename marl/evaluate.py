@@ -64,7 +64,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 0, stocha
     from marl.run import env_factory
 
     torch.manual_seed(seed)
-    env_id, factory = env_factory(cfg, None)
+    env_id, factory = env_factory(cfg, None, parameters_required=False)
     policies: dict[str, object] = {}
     files: dict[str, Path] = {}
 

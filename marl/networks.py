@@ -311,6 +311,12 @@ class Actor(nn.Module):
         self.mu = _init(nn.Linear(head_in, action.continuous_size), 0.01) if action.continuous_size else None
         self.log_std = nn.Parameter(torch.zeros(action.continuous_size)) if action.continuous_size else None
 
+    def update_obs_norm(self, obs: torch.Tensor) -> None:
+        """Fold stored observations ``[N, obs_size]`` (float32 or uint8) into the observation normaliser, in
+        the units it sees them in :meth:`features` (after ``obs_scale``); no-op without ``normalize``."""
+        if self.obs_norm is not None:
+            self.obs_norm.update(scale_input(obs, self.obs_scale))
+
     def features(self, obs: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
         """Encoder and dense layers: ``[B, obs_size]`` -> ``[B, hidden_units]`` (before any LSTM)."""
         obs = scale_input(obs, self.obs_scale)
@@ -469,7 +475,7 @@ class Critic(nn.Module):
             if self.encoder is not None and sum(n * s for n, s in self.encoder.blocks) != in_size:
                 raise ValueError(f"Critic: state layout {state_parts} does not add up to the state size {in_size}")
         else:
-            self.encoder = make_encoder(in_shape, net, sensors)
+            self.encoder = make_encoder(in_shape, net, sensors, warn=False)  # the actor's encoder warns
         self.body = mlp((self.encoder.out_size if self.encoder is not None else in_size) + n_agents, net)
         self.memory_size = net.memory.memory_size if net.memory is not None else 0
         self.lstm = make_lstm(net)

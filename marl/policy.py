@@ -8,7 +8,9 @@ a uniform-random player (:class:`RandomPolicy`) and OpenSpiel's MCTS (:class:`MC
     d, c, hidden = policy.act(obs, agent_index, mask=None, hidden=None, deterministic=True,
                               game_states=None)
 
-* ``obs`` float32 ``[B, *obs_shape]`` (or ``[B, obs_size]``); ``agent_index`` int64 ``[B]``: each
+* ``obs`` float32, or uint8 for a behavior whose ``spec.obs_dtype`` is ``"uint8"`` (raw 0-255 frames: multiply
+  by ``spec.obs_scale`` to get the [0, 1] values the networks see), ``[B, *obs_shape]`` (or ``[B, obs_size]``);
+  ``agent_index`` int64 ``[B]``: each
   row's slot within its behavior (a shared policy that takes an agent id uses it; others only
   take the batch size from it);
 * ``mask`` float32 ``[B, sum(branches)]`` (1 = allowed) or None (all allowed);

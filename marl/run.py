@@ -53,8 +53,10 @@ def prepare_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
-def env_factory(cfg: RunConfig, run_dir: Path | None = None) -> tuple[str, Callable]:
+def env_factory(cfg: RunConfig, run_dir: Path | None = None, parameters_required: bool = True) -> tuple[str, Callable]:
     """``(env id, picklable factory for VecEnv)`` for the env named by ``env_settings.env_path``.
+    ``environment_parameters`` start at their first lesson; an in-process env that reads none stops the
+    run, or only warns with ``parameters_required=False`` (evaluating a run).
 
     Raises:
         ConfigError: no env given.
@@ -71,7 +73,7 @@ def env_factory(cfg: RunConfig, run_dir: Path | None = None) -> tuple[str, Calla
 
     params = current_values(cfg.model_dump(mode="json")["environment_parameters"])
     return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map, es.supersuit, es.image_layout,
-                                        params or None)
+                                        params or None, parameters_required)
 
 
 def seed_everything(seed: int) -> int:
@@ -140,6 +142,7 @@ class _CurriculumLink:
         if resume and saved:
             self.cur.lessons.update({k: int(v) for k, v in saved.items() if k in self.cur.lessons})
             venv.set_environment_parameters(self.cur.values())
+            venv.reset()  # the env copies started their first episode at lesson 0: restart them in the saved lesson
 
     def add_episode(self, stats) -> None:
         for b, r in stats.returns.items():
@@ -374,12 +377,18 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
             venv.close()
         if runners is not None:
             runners.pause()  # their players' ports are free for the probe
-        new_factory = factory.with_agent_slots(short)
+        # every behavior keeps at least the slots it has (the probe's discovery may see fewer agents of some)
+        keep = {b.name: max(grow.team_slots(b).values()) for b in spec.behaviors}
+        new_factory = factory.with_agent_slots({**keep, **short})
         probe = new_factory(0, None)
         new_spec = probe.spec
         probe.close()
         new_trainer = make_trainer(new_spec, cfg, n_copies, device)
-        grow.transfer(trainer, new_trainer, spec, new_spec)
+        try:
+            grow.transfer(trainer, new_trainer, spec, new_spec)
+        except grow.GrowError as exc:
+            raise RunError(f"agent slots could not grow at step {step} ({exc}); the run was saved just before: "
+                           "resume it with --resume, with env_settings.env_kwargs.agent_slots raised") from None
         trainer, spec, factory = new_trainer, new_spec, new_factory
         if runners is not None:
             runners.restart(spec, factory, trainer)

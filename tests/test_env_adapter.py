@@ -160,3 +160,18 @@ def test_environment_parameters_reach_an_in_process_game_and_are_refused_where_n
     with pytest.raises(EnvError, match=r"environment_parameters \(ball_touch\): env 'mpe2.simple_spread_v3' reads no "
                                        r"environment parameters"):
         ArrayEnv("mpe2.simple_spread_v3", {}, environment_parameters={"ball_touch": 1.0})
+
+
+def test_evaluation_plays_without_parameters_nothing_reads_and_bad_intervals_are_one_line():
+    from envs.adapter import ArrayEnv
+    from envs.errors import EnvError
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = ArrayEnv("mpe2.simple_spread_v3", {}, environment_parameters={"ball_touch": 1.0}, parameters_required=False)
+    assert env.spec.behaviors and any("reads no environment parameters" in str(w.message) for w in caught)
+    env.close()
+    with pytest.raises(EnvError, match=r"multirangeuniform intervals must be \[min, max\] pairs"):
+        ArrayEnv("envs.games.soccer", {}, environment_parameters={"ball_touch": {
+            "sampler_type": "multirangeuniform", "sampler_parameters": {"intervals": [[1.0, 1.0]]}}})

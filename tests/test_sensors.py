@@ -231,7 +231,8 @@ def test_uint8_frames_are_stored_as_uint8_and_scaled_to_0_1_at_the_networks_inpu
     torch.manual_seed(0)
     data = {"behaviors": {"agent": {"trainer_type": "ippo",
                                     "hyperparameters": {"buffer_size": 64, "batch_size": 32, "num_epoch": 1},
-                                    "network_settings": {"hidden_units": 16, "vis_encode_type": "simple"},
+                                    "network_settings": {"hidden_units": 16, "vis_encode_type": "simple",
+                                                         "normalize": True},
                                     "max_steps": 64}},
             "env_settings": {"env_path": "test_sensors:frames", "supersuit": ["atari_preprocessing"], "seed": 1}}
     cfg = cfg_of(data)
@@ -249,6 +250,7 @@ def test_uint8_frames_are_stored_as_uint8_and_scaled_to_0_1_at_the_networks_inpu
     stored = trainer.collector.buffers["agent"].data["obs"]
     assert stored.dtype == np.uint8 and stored.nbytes == stored.size  # a quarter of float32's bytes
     actor = trainer.actor("agent")
+    assert 0.0 < float(actor.obs_norm.mean.max()) <= 1.0  # the normaliser learned in the networks' [0, 1] units
     net = cfg.behavior_settings("agent").network_settings
     plain = Actor(actor.obs_size, actor.n_agents, spec.behavior("agent").action, net, (4, 84, 84))
     plain.load_state_dict(actor.state_dict())

@@ -72,7 +72,11 @@ def parse_value(key: str, value: Any) -> tuple[str, tuple[float, ...]]:
         if kind in fields:
             return kind, tuple(float(p[f]) for f in fields[kind])
         if kind == "multirangeuniform":
-            return kind, tuple(float(x) for iv in p["intervals"] for x in iv)
+            ivs = [tuple(float(x) for x in iv) for iv in p["intervals"]]
+            if not ivs or any(len(iv) != 2 or not iv[0] < iv[1] for iv in ivs):
+                raise UnityEnvError(f"environment_parameters.{key}: multirangeuniform intervals must be [min, max] "
+                                    f"pairs with min < max, got {p['intervals']!r}")
+            return kind, tuple(x for iv in ivs for x in iv)
     except KeyError as exc:
         raise UnityEnvError(f"environment_parameters.{key}: {kind} sampler needs sampler_parameters.{exc.args[0]}") from None
     raise UnityEnvError(f"environment_parameters.{key}: unknown sampler_type '{kind}' "

@@ -264,7 +264,7 @@ class PPOLearner:
         a = (a - a.mean()) / (a.std() + 1e-5) if n > 1 else a
         if self.actor.obs_norm is not None:
             for i in range(0, n, 4096) if lazy else [0]:
-                self.actor.obs_norm.update(obs[i:i + 4096] if lazy else obs)
+                self.actor.update_obs_norm(obs[i:i + 4096] if lazy else obs)
         if self.value_norm is not None:
             self.value_norm.update(ret)
             target = self.value_norm.normalize(ret)

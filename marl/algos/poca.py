@@ -124,7 +124,7 @@ class POCACritic(nn.Module):
     def __init__(self, spec: BehaviorSpec, max_members: int, net):
         super().__init__()
         h = net.hidden_units
-        self.encoder = make_encoder(spec.obs_shape, net, spec.sensors)
+        self.encoder = make_encoder(spec.obs_shape, net, spec.sensors, warn=False)  # the actor's encoder warns
         enc = self.encoder.out_size if self.encoder is not None else spec.obs_size
         self.act_size = sum(spec.action.discrete_branches) + spec.action.continuous_size
         gain = (0.125 / h) ** 0.5
@@ -285,7 +285,7 @@ class POCALearner:
         a = ret - old_b  # counterfactual advantage
         a = (a - a.mean()) / (a.std() + 1e-10) if n > 1 else a
         if self.actor.obs_norm is not None:
-            self.actor.obs_norm.update(x)
+            self.actor.update_obs_norm(x)
 
         lr = decayed(hp.learning_rate_schedule, hp.learning_rate, 1e-10, step, s.max_steps)
         beta = decayed(hp.beta_schedule or hp.learning_rate_schedule, hp.beta, 1e-5, step, s.max_steps)

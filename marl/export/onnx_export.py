@@ -162,7 +162,8 @@ def verify(data: bytes, graph: UnityPolicyGraph, plan: ExportPlan, agent_slot: i
     hidden = None
     worst = 0.0
     for t in range(steps):
-        obs = (rng.standard_normal((batch, spec.obs_size)) * 2.0).astype(np.float32)
+        obs = (rng.integers(0, 256, (batch, spec.obs_size)).astype(np.float32) if spec.obs_dtype == "uint8"
+               else (rng.standard_normal((batch, spec.obs_size)) * 2.0).astype(np.float32))  # the env's value range
         feeds, start = {}, 0
         for i, shape in enumerate(graph.sensor_shapes):
             size = int(np.prod(shape))
