@@ -73,6 +73,8 @@ class ObsLayout:
         has_mask: the observation carries an ``action_mask``.
         hwc: per sensor (one entry for a single sensor), whether it is a channel-last ``[H, W, C]`` image
             that the env layer transposes to ``[C, H, W]`` (the shapes above are already CHW).
+        scales: per sensor of several (``"multi"``): 1/255 for a ``Box(0, 255, uint8)`` image, which is
+            written scaled to [0, 1] (the observation array is float32 there), else 1.
     """
 
     shape: tuple[int, ...]
@@ -81,6 +83,7 @@ class ObsLayout:
     keys: tuple = ()
     has_mask: bool = False
     hwc: tuple[bool, ...] = ()
+    scales: tuple[float, ...] = ()
 
 
 IMAGE_LAYOUTS = ("auto", "hwc", "chw")
@@ -145,9 +148,17 @@ def _obs_parts(space: spaces.Space, layout: str = "auto") -> ObsLayout:
     if not parts:
         raise EnvError(f"observation space {space} has no sensors")
     sensors, hwc = tuple(p[0] for p in parts), tuple(p[1] for p in parts)
+    spaces_ = [space[k] for k in keys]
+    scales = tuple(1.0 / 255.0 if _is_byte_image(sp) else 1.0 for sp in spaces_)
     if len(sensors) == 1:
-        return ObsLayout(sensors[0], "multi", sensors, keys, has_mask, hwc)
-    return ObsLayout((sum(int(np.prod(x)) for x in sensors),), "multi", sensors, keys, has_mask, hwc)
+        return ObsLayout(sensors[0], "multi", sensors, keys, has_mask, hwc, scales)
+    return ObsLayout((sum(int(np.prod(x)) for x in sensors),), "multi", sensors, keys, has_mask, hwc, scales)
+
+
+def _is_byte_image(space: spaces.Space) -> bool:
+    """A ``Box(0, 255, uint8)``: raw image bytes."""
+    return (isinstance(space, spaces.Box) and space.dtype == np.uint8 and bool(np.all(space.low == 0))
+            and bool(np.all(space.high == 255)))
 
 
 def _action_spec(space: spaces.Space) -> ActionSpec:
@@ -210,9 +221,7 @@ def _obs_dtype(space: spaces.Space, layout: ObsLayout) -> str:
     SuperSuit's ``atari_preprocessing``): it is stored as given and scaled to [0, 1] at the networks'
     input (:attr:`envs.spec.BehaviorSpec.obs_scale`); else ``"float32"``."""
     box = space["observation"] if layout.kind == "dict_obs" else space if layout.kind == "box" else None
-    if (isinstance(box, spaces.Box) and box.dtype == np.uint8 and np.all(box.low == 0) and np.all(box.high == 255)):
-        return "uint8"
-    return "float32"
+    return "uint8" if box is not None and _is_byte_image(box) else "float32"
 
 
 def _is_unity(env) -> bool:
@@ -353,7 +362,7 @@ class ArrayEnv:
             o[f"{name}/obs"][i, int(obs)] = 1.0
         else:  # several sensors: flattened and concatenated in sensor order
             dst, off = o[f"{name}/obs"][i].reshape(-1), 0
-            for key, shape, hwc in zip(lay.keys, lay.sensors, lay.hwc):
+            for key, shape, hwc, scale in zip(lay.keys, lay.sensors, lay.hwc, lay.scales):
                 size = int(np.prod(shape))
                 part = np.transpose(obs[key], (2, 0, 1)) if hwc else obs[key]
                 if np.ndim(part) == 0 and size > 1:  # a Discrete sensor: one-hot
@@ -361,6 +370,8 @@ class ArrayEnv:
                     dst[off + int(part)] = 1.0
                 else:
                     dst[off:off + size] = np.asarray(part, np.float32).reshape(-1)
+                    if scale != 1.0:  # a uint8 image among several sensors: [0, 1], as the networks take images
+                        dst[off:off + size] *= scale
                 off += size
             if lay.has_mask and isinstance(obs, dict) and f"{name}/mask" in o:
                 o[f"{name}/mask"][i] = obs["action_mask"]

@@ -292,3 +292,28 @@ def test_an_image_state_and_small_images_are_named_in_one_warning_each():
         Actor(720, 0, ActionSpec((3,)), net, (3, 12, 20))
     msgs = [str(w.message) for w in caught]
     assert len(msgs) == 1 and "[3, 12, 20]" in msgs[0] and "centralised critic" in msgs[0], msgs
+
+
+class ByteCameraGame(FrameGame):
+    """FrameGame's uint8 HWC frame plus a vector, as a Tuple of two sensors."""
+
+    def observation_space(self, agent):
+        return spaces.Tuple((spaces.Box(0, 255, (self.h, self.w, 3), np.uint8), spaces.Box(-1, 1, (2,), np.float32)))
+
+    def _frame(self):
+        return (super()._frame(), np.array([0.5, -0.5], np.float32))
+
+
+def byte_camera(**kw):
+    return ByteCameraGame(**kw)
+
+
+def test_a_uint8_image_among_several_sensors_is_written_in_0_1():
+    env = ArrayEnv("test_sensors:byte_camera")
+    b = env.spec.behavior("agent")
+    assert b.sensors == ((3, 40, 60), (2,)) and b.obs_dtype == "float32"
+    obs = env.out["agent/obs"][0]
+    image = obs[:3 * 40 * 60].reshape(3, 40, 60)
+    np.testing.assert_allclose(image[0, 5], np.arange(60) / 255.0, rtol=1e-6)  # the ramp, scaled like one image
+    np.testing.assert_allclose(image[1], 7 / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(obs[-2:], [0.5, -0.5])  # the vector untouched
