@@ -11,7 +11,8 @@ Who does what (``docs/unity_contract.md``, "Slots that grow"):
   builds the trainer of the new spec and moves every behavior's state into it with :func:`transfer`;
 * the networks whose shapes depend on the slots are widened so that they compute what they computed
   before (:func:`widen_module_state`): each slot's input columns move to that slot's new position, new
-  columns get zero weights. The algorithms say where the columns are (``widen_learner_state`` in
+  columns get zero weights. The algorithms say where the columns are (reached through the trainer's
+  ``widen_state`` and each learner's ``widened_state``: ``widen_learner_state`` in
   :mod:`marl.algos.mappo` and :mod:`marl.algos.poca`).
 
 Slot order is team-major (``envs.unity.unity_spec``), so growing team 0 moves the slots of team 1:
@@ -196,18 +197,13 @@ def _inner(trainer):
 
 
 def _widener(trainer):
-    """The ``widen_learner_state`` of the trainer's algorithm, or None when it has none."""
-    from marl.algos.mappo import PPOTrainer
-    from marl.algos.poca import POCATrainer
-
+    """The trainer's ``widen_state(behavior, state, old_env, new_env)`` when its learners can widen their
+    networks (``widened_state``: MAPPO/IPPO, MA-POCA), else None."""
     inner = _inner(trainer)
-    if isinstance(inner, PPOTrainer):
-        from marl.algos.mappo import widen_learner_state
-        return widen_learner_state
-    if isinstance(inner, POCATrainer):
-        from marl.algos.poca import widen_learner_state
-        return widen_learner_state
-    return None
+    learners = getattr(inner, "learners", None) or {}
+    if not hasattr(inner, "widen_state") or not all(hasattr(L, "widened_state") for L in learners.values()):
+        return None
+    return inner.widen_state
 
 
 def refusal(trainer, cfg) -> str | None:
@@ -240,8 +236,7 @@ def load_widened(trainer, behavior: str, state: dict, old_spec: EnvSpec, new_spe
     widen = _widener(trainer)
     if widen is None:
         raise GrowError(f"behavior '{behavior}': trainer {type(_inner(trainer)).__name__} cannot widen its networks")
-    learner = _inner(trainer).learners[behavior]
-    trainer.load_state_dict(behavior, widen(learner, state, old_spec, new_spec), weights_only)
+    trainer.load_state_dict(behavior, widen(behavior, state, old_spec, new_spec), weights_only)
 
 
 def transfer(old, new, old_spec: EnvSpec, new_spec: EnvSpec) -> None:

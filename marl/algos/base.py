@@ -114,6 +114,15 @@ class ActorCriticTrainer(Trainer):
     def actor(self, behavior: str):
         return self.learners[behavior].actor
 
+    def widen_state(self, behavior: str, state: dict, old_env, new_env) -> dict:
+        """``behavior``'s trainer state saved for the env spec ``old_env`` widened to this trainer's slots
+        (``new_env``: more agents per team; ``marl.grow``), by the learner's ``widened_state``.
+
+        Raises:
+            marl.grow.GrowError: slots that shrank, or a shape the learner cannot widen.
+        """
+        return self.learners[behavior].widened_state(state, old_env, new_env)
+
     def policy_state(self, behavior: str) -> dict:
         """What the shared actor's loader (:func:`marl.algos.mappo.load_policy`) needs: ``{"actor": state_dict}``."""
         return {"actor": self.learners[behavior].actor.state_dict()}

@@ -382,6 +382,10 @@ class PPOLearner:
                 "Policy/Epsilon": eps, "Policy/Extrinsic Value Estimate": values_dn[buf["valid"]].mean().item()}
 
     # ------------------------------------------------------------------------------ state
+    def widened_state(self, state: dict, old_env, new_env) -> dict:
+        """``state`` (saved for ``old_env``'s slots) widened to this learner's slots: :func:`widen_learner_state`."""
+        return widen_learner_state(self, state, old_env, new_env)
+
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),

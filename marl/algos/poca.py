@@ -328,6 +328,10 @@ class POCALearner:
                 "Policy/Extrinsic Baseline Estimate": float(old_b.mean())}
 
     # ------------------------------------------------------------------------------ state
+    def widened_state(self, state: dict, old_env, new_env) -> dict:
+        """``state`` (saved for ``old_env``'s slots) widened to this learner's slots: :func:`widen_learner_state`."""
+        return widen_learner_state(self, state, old_env, new_env)
+
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "opt": self.opt.state_dict()}
 
