@@ -263,9 +263,12 @@ class ArrayEnv:
                  behavior_map: dict[str, str] | None = None, env: AECEnv | ParallelEnv | None = None,
                  seed: int | None = None, supersuit: list | None = None, image_layout: str = "auto",
                  spec: EnvSpec | None = None, environment_parameters: dict | None = None,
-                 parameters_required: bool = True):
+                 parameters_required: bool = True, write_state: bool = True):
         self.env = env if env is not None else make_env(env_id, env_kwargs)
         self.env_id = env_id
+        # False when no trainer reads the global state (IPPO, MA-POCA): ``state``/``final_state`` stay zeros
+        # and env.state() is never called (cooperative_pong renders its whole 280x480x3 frame for it)
+        self.write_state = write_state
         if environment_parameters:  # before the first episode starts, as a Unity player gets them at connection
             try:
                 self.set_environment_parameters(environment_parameters)
@@ -379,6 +382,8 @@ class ArrayEnv:
             o[f"{name}/mask"][i] = info["action_mask"]
 
     def _write_state(self, key: str) -> None:
+        if not self.write_state:
+            return
         if self._state_from_obs:
             dst, off = self.out[key], 0
             for name, i, size in self._state_parts:

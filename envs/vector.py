@@ -212,23 +212,25 @@ class VecEnv:
 
 def default_factory(env_id: str, env_kwargs: dict | None, behavior_map: dict | None = None,
                     supersuit: list | None = None, image_layout: str = "auto",
-                    environment_parameters: dict | None = None, parameters_required: bool = True):
+                    environment_parameters: dict | None = None, parameters_required: bool = True,
+                    write_state: bool = True):
     """A picklable factory for :class:`VecEnv` building ``ArrayEnv(env_id, env_kwargs, ...)``;
     ``environment_parameters`` (``key -> float | sampler dict``, a curriculum's first lesson) reach each
     env before its first episode (:meth:`envs.adapter.ArrayEnv.set_environment_parameters`); an env that
-    reads none is an error, or with ``parameters_required=False`` (evaluation) a warning."""
+    reads none is an error, or with ``parameters_required=False`` (evaluation) a warning. ``write_state=False``:
+    the global state is not computed (no trainer of the run reads it)."""
     import functools
 
     return functools.partial(_make_array_env, env_id, env_kwargs, behavior_map, supersuit, image_layout,
-                             environment_parameters, parameters_required)
+                             environment_parameters, parameters_required, write_state)
 
 
 def _make_array_env(env_id: str, env_kwargs: dict | None, behavior_map: dict | None, supersuit: list | None,
-                    image_layout: str, environment_parameters: dict | None, parameters_required: bool, index: int,
-                    out: dict | None) -> ArrayEnv:
+                    image_layout: str, environment_parameters: dict | None, parameters_required: bool,
+                    write_state: bool, index: int, out: dict | None) -> ArrayEnv:
     return ArrayEnv(env_id, env_kwargs, out=out, behavior_map=behavior_map, supersuit=supersuit,
                     image_layout=image_layout, environment_parameters=environment_parameters,
-                    parameters_required=parameters_required)
+                    parameters_required=parameters_required, write_state=write_state)
 
 
 def cpu_count() -> int:

@@ -258,8 +258,9 @@ def warn_image_state(state_shape: tuple[int, ...], who: str) -> None:
 def scale_input(x: torch.Tensor, scale: float) -> torch.Tensor:
     """``x`` as float32 times ``scale`` (observations stored as uint8 -> [0, 1]); unchanged float32
     input when ``scale`` is 1."""
-    if x.dtype != torch.float32:
+    if x.dtype != torch.float32:  # a fresh float32 copy: scale it in place (one image-sized temporary, not two)
         x = x.to(torch.float32)
+        return x.mul_(scale) if scale != 1.0 else x
     return x * scale if scale != 1.0 else x
 
 

@@ -73,7 +73,20 @@ def env_factory(cfg: RunConfig, run_dir: Path | None = None, parameters_required
 
     params = current_values(cfg.model_dump(mode="json")["environment_parameters"])
     return es.env_path, default_factory(es.env_path, es.env_kwargs, es.behavior_map, es.supersuit, es.image_layout,
-                                        params or None, parameters_required)
+                                        params or None, parameters_required, needs_state(cfg))
+
+
+STATELESS_TRAINERS = ("ippo", "poca")
+"""Trainer types that never read the env's global state (critics on observations, MA-POCA's attention)."""
+
+
+def needs_state(cfg: RunConfig) -> bool:
+    """Whether some trainer of the run reads ``env.state()`` (MAPPO's centralised critic, QMIX/VDN's mixer);
+    when none does, the env copies skip computing it."""
+    types = [cfg.behavior_settings(b).trainer_type for b in cfg.behaviors]
+    if cfg.default_settings is not None:
+        types.append(cfg.default_settings.trainer_type)
+    return not all(t in STATELESS_TRAINERS for t in types)
 
 
 def seed_everything(seed: int) -> int:
@@ -282,6 +295,10 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
             factory = factory.with_agent_slots(saved)
     probe = factory(0, None)
     spec = probe.spec
+    if any(len(shape) == 3 for b in spec.behaviors for shape in b.sensors):  # image observations
+        from marl.heap import limit_heap_growth
+
+        limit_heap_growth()  # an update's image-sized temporaries go back to the OS when freed (marl/heap.py)
     probe.close()
     for b in spec.behaviors:
         cfg.behavior_settings(b.name)  # every env behavior must be configured

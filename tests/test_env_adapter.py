@@ -175,3 +175,22 @@ def test_evaluation_plays_without_parameters_nothing_reads_and_bad_intervals_are
     with pytest.raises(EnvError, match=r"multirangeuniform intervals must be \[min, max\] pairs"):
         ArrayEnv("envs.games.soccer", {}, environment_parameters={"ball_touch": {
             "sampler_type": "multirangeuniform", "sampler_parameters": {"intervals": [[1.0, 1.0]]}}})
+
+
+def test_runs_whose_trainers_read_no_state_do_not_compute_it():
+    """IPPO and MA-POCA never read ``env.state()``: their env copies skip it (cooperative_pong renders its
+    whole frame for it at every step); MAPPO and QMIX get it."""
+    from marl.run import needs_state
+    from marl_helpers import cfg_of
+
+    def cfg(kind):
+        return cfg_of({"behaviors": {"agent": {"trainer_type": kind}}, "env_settings": {"env_path": "mpe2.simple_spread_v3"}})
+
+    assert [needs_state(cfg(k)) for k in ("ippo", "poca", "mappo", "qmix")] == [False, False, True, True]
+    env = ArrayEnv("mpe2.simple_spread_v3", {"max_cycles": 5}, write_state=False)
+    for _ in range(6):  # through an episode end
+        env.step()
+    assert not env.out["state"].any() and not env.out["final_state"].any()
+    full = ArrayEnv("mpe2.simple_spread_v3", {"max_cycles": 5})
+    full.step()
+    assert full.out["state"].any()

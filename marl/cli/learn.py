@@ -197,9 +197,6 @@ def main(argv: list[str] | None = None) -> int:
             print_report(evaluate_run(run_dir, episodes=100, seed=max(cfg.env_settings.seed, 0), env_path=cfg.env_settings.env_path), console)
             return 0
         run_dir = prepare_run_dir(cfg)
-        from marl.heap import limit_heap_growth
-
-        limit_heap_growth()  # large transient update tensors go back to the OS (marl/heap.py)
         previous = _stop_on_signals()
         try:
             console.print(f"[INFO] Run '{cfg.checkpoint_settings.run_id}' -> {run_dir}", markup=False, highlight=False,
