@@ -31,11 +31,13 @@ SUMMARY = re.compile(r"\[INFO\] (\S+)\. Step: (\d+)\..*?Mean Reward: (-?\d+(?:\.
 def _config_copy(config: Path, max_steps: int | None, out: Path) -> Path:
     data = yaml.safe_load(config.read_text())
     if max_steps:  # behaviors that do not train (max_steps below one rollout: a fixed opponent) stay so
-        for b in data["behaviors"].values():
+        for b in [*data["behaviors"].values(), data.get("default_settings") or {}]:
             if int(b.get("max_steps", 500000)) > 1000:
                 b["max_steps"] = int(max_steps)
     path = out / config.name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    text = yaml.safe_dump(data, sort_keys=False)
+    if not path.is_file() or path.read_text() != text:  # unchanged: keep its time (finished seeds are reused)
+        path.write_text(text)
     return path
 
 
@@ -52,7 +54,8 @@ def run_seed(config: Path, seed: int, out: Path, episodes: int, timeout: float) 
     run_id = f"{config.stem}-s{seed}"
     log = out / f"{run_id}.log"
     t0 = time.time()
-    if log.is_file() and "Training finished" in log.read_text():  # trained by an earlier call: score it again
+    if log.is_file() and "Training finished" in log.read_text() and log.stat().st_mtime > config.stat().st_mtime:
+        # trained by an earlier call with this config (a changed config is newer than the log): score it again
         text, seconds = log.read_text(), float("nan")
     else:
         proc = subprocess.run([str(BIN / "marl-learn"), str(config), "--seed", str(seed), "--run-id", run_id,
