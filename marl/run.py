@@ -19,6 +19,7 @@ from envs.registry import is_executable_path
 from envs.vector import VecEnv, cpu_count, default_factory
 from marl.algos.factory import make_trainer
 from marl import grow
+from marl.heap import limit_heap_growth, release_free_memory
 from marl.checkpoint import (FORMAT, CheckpointError, CheckpointManager, TrainingStatus, load_checkpoint, saved_agent_slots,
                              spec_from_dict, spec_to_dict)
 from marl.config import ConfigError, RunConfig
@@ -189,28 +190,6 @@ def _curriculum(cfg: RunConfig, status: TrainingStatus, venv: VecEnv, resume: bo
     return _CurriculumLink(cfg, status, venv, resume)
 
 
-def release_free_memory() -> None:
-    """Give the C heap's free pages back to the OS after an update (glibc ``malloc_trim``; no-op elsewhere).
-
-    An update's transient tensors (minibatch gathers, activations kept for backward, the critic thread's
-    own malloc arena) are freed into glibc's heap, which keeps them: measured on cooperative_pong
-    (images, ``buffer_size`` 2048) the trainer stayed at its update peak between updates without this."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            import ctypes
-
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = None
-
-
 def check_curricula(cfg: RunConfig) -> None:
     """Refuse, before anything starts, a lesson measured by Elo on a behavior without self-play.
 
@@ -296,8 +275,6 @@ def train(cfg: RunConfig, run_dir: Path, console=None, progress: bool = True, te
     probe = factory(0, None)
     spec = probe.spec
     if any(len(shape) == 3 for b in spec.behaviors for shape in b.sensors):  # image observations
-        from marl.heap import limit_heap_growth
-
         limit_heap_growth()  # an update's image-sized temporaries go back to the OS when freed (marl/heap.py)
     probe.close()
     for b in spec.behaviors:
